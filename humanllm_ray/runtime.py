@@ -1,0 +1,111 @@
+"""Process-level setup shared by the CLI, jobs and tests: logging, Ray, run paths."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from . import storage
+from .config import HumanLLMConfig
+
+log = logging.getLogger("humanllm")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    if logging.getLogger().handlers:
+        logging.getLogger("humanllm").setLevel(level)
+        return
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("humanllm").setLevel(level)
+
+
+def init_ray(cfg: HumanLLMConfig) -> None:
+    """Join the cluster named by run.ray_address, or start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Quiet, local-first defaults; a real cluster sets its own.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not cfg.train.use_gpu else os.environ.get("DS_ACCELERATOR", "cuda"))
+    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "HUMANLLM_", "DS_ACCELERATOR", "HF_"))}
+    kwargs = dict(
+        ignore_reinit_error=True,
+        log_to_driver=True,
+        include_dashboard=False,
+        runtime_env={"env_vars": env_vars} if env_vars else None,
+    )
+    address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        kwargs.pop("include_dashboard")
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.run.num_cpus, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = bool(cfg.run.progress)
+    log.info("ray: %s", ray.cluster_resources())
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each stage writes under run.root (DESIGN.md, "Run layout")."""
+
+    root: str
+
+    @classmethod
+    def from_config(cls, cfg: HumanLLMConfig) -> "RunPaths":
+        return cls(storage.normalize(cfg.run.root))
+
+    def _j(self, *p: str) -> str:
+        return storage.join(self.root, *p)
+
+    @property
+    def ingested(self) -> str:
+        return self._j("ingested")
+
+    @property
+    def curated(self) -> str:
+        return self._j("curated")
+
+    @property
+    def synth(self) -> str:
+        return self._j("synth")
+
+    @property
+    def qc(self) -> str:
+        return self._j("qc")
+
+    @property
+    def tasks(self) -> str:
+        return self._j("tasks")
+
+    @property
+    def train(self) -> str:
+        return self._j("train")
+
+    @property
+    def merged(self) -> str:
+        return self._j("merged")
+
+    @property
+    def publish(self) -> str:
+        return self._j("publish")
+
+    @property
+    def eval(self) -> str:
+        return self._j("eval")
+
+    def publish_uri(self, cfg: HumanLLMConfig) -> str:
+        return storage.normalize(cfg.publish.uri) if cfg.publish.uri else self._j("published")
+
+    def checkpoints(self, cfg: HumanLLMConfig) -> str:
+        return storage.normalize(cfg.train.storage_path) if cfg.train.storage_path else self._j("train", "checkpoints")
+
+
+def local_cache_dir(cfg: Optional[HumanLLMConfig] = None) -> str:
+    base = cfg.model.cache_dir if cfg is not None else "~/.cache/humanllm_ray"
+    path = os.path.expanduser(base)
+    os.makedirs(path, exist_ok=True)
+    return path
