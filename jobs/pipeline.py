@@ -1,0 +1,14 @@
+"""The whole pipeline: ingest -> curate -> synthesize -> qc -> build-tasks -> train -> merge -> publish -> evaluate.
+
+    ray job submit --working-dir . -- python jobs/pipeline.py [--config FILE] [key=value ...]
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _entry import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(None))

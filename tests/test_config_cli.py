@@ -1,0 +1,77 @@
+"""Config layering and CLI behaviour that needs no Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from humanllm_ray.config import ConfigError, config_hash, load_config
+
+
+def test_defaults_and_overrides_layer(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("train:\n  num_workers: 3\n  zero_stage: 2\n")
+    cfg = load_config([str(extra)], ["train.num_workers=5", "run.root=/tmp/x"])
+    assert cfg.train.num_workers == 5  # override beats file
+    assert cfg.train.zero_stage == 2  # file beats default
+    assert cfg.run.root == "/tmp/x"
+    assert cfg.merge.weights == [0.5, 0.5]  # the paper's merge
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.no_such_key=1", "train.no_such_key"),
+        ("train.num_workers=two", "train.num_workers"),
+        ("synth.engine=gpt", "synth.engine"),
+        ("merge.method=average", "merge.method"),
+    ],
+)
+def test_bad_key_or_type_is_one_line_error_naming_the_key(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    msg = str(info.value)
+    assert key in msg and "\n" not in msg
+
+
+def test_missing_config_file_is_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config([str(tmp_path / "nope.yaml")])
+
+
+def test_config_hash_tracks_values():
+    a = load_config(overrides=["train.epochs=1"])
+    b = load_config(overrides=["train.epochs=2"])
+    assert config_hash(a.train) != config_hash(b.train)
+    assert config_hash(a.train) == config_hash(load_config(overrides=["train.epochs=1"]).train)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "humanllm_ray.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_cli_bad_key_fails_fast_before_any_work(tmp_path):
+    root = tmp_path / "run"
+    proc = _cli("run", f"run.root={root}", "train.zero_stag=3")
+    assert proc.returncode == 2
+    assert "train.zero_stag" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not root.exists()  # nothing started, nothing written
+
+
+def test_cli_config_show_prints_merged_config():
+    proc = _cli("config", "show", "train.num_workers=7")
+    assert proc.returncode == 0, proc.stderr
+    assert "num_workers: 7" in proc.stdout
+    assert "zero_stage: 3" in proc.stdout
+
+
+def test_cli_help_lists_every_stage():
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    for stage in ("run", "ingest", "curate", "synthesize", "qc", "build-tasks", "train", "merge", "publish", "evaluate"):
+        assert stage in proc.stdout
