@@ -78,6 +78,7 @@ class IngestConfig:
     user_salt: str = "humanllm-ray"  # salts the pseudonymous user_id hash
     max_line_bytes: int = 8_000_000  # longer lines are quarantined (line_too_long)
     zstd_window_log_max: int = 31  # Pushshift monthly dumps need a 2 GiB window
+    max_document_bytes: int = 256_000_000  # whole-document JSON (tweet search responses) above this is quarantined
 
 
 @dataclass
@@ -103,6 +104,9 @@ class CurateConfig:
         default_factory=lambda: ["official", "store", "brand", "llc", "inc.", "shop", "customer service"]
     )
     ad_phrases: List[str] = field(default_factory=lambda: ["buy now", "promo", "discount code", "use code"])
+    ad_filter_platforms: List[str] = field(default_factory=lambda: ["twitter"])  # the reference applies it to tweets
+    disabled_filters: List[str] = field(default_factory=list)  # reason codes of rules to skip
+    scrub_pii: bool = True  # emails, phones, URLs, handles, street addresses -> <EMAIL> ... placeholders
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 128
     minhash_bands: int = 16
@@ -116,6 +120,7 @@ class ActorPoolConfig:
     num_cpus_per_actor: float = 0.5  # fractional: a 2-CPU local Ray hangs with 1 CPU per actor
     num_gpus_per_actor: float = 0.0
     batch_size: int = 8
+    torch_threads: Optional[int] = None  # torch threads per actor; None: round(num_cpus_per_actor), at least 1
 
 
 @dataclass
@@ -138,6 +143,21 @@ class SynthConfig:
     # vllm engine
     vllm_tensor_parallel_size: int = 1
     vllm_gpu_memory_utilization: float = 0.85
+    # prompt building
+    min_post_chars: int = 80  # a post shorter than this is not a social QA source
+    max_posts_per_persona: int = 12  # posts shown to the persona prompt
+    max_chars_per_post: int = 700  # each post is cut to this in prompts
+    max_prompt_chars: int = 6000  # all posts of one prompt together; hf/vllm also cut to fit the model's context
+    # Schema text fields are sized so the longest allowed reply fits max_new_tokens at this
+    # many characters per token. 1.0 guarantees a grammar-following engine finishes its JSON
+    # (every token holds >= 1 character); real models average ~3.5 and may use more.
+    chars_per_token: float = 1.0
+    hf_max_batch_size: int = 16  # prompts per transformers generate() call
+    openai_max_attempts: int = 5  # per HTTP request, on 429 / 5xx / connection errors
+    openai_backoff_s: float = 0.5  # first retry delay; doubles each attempt (capped at 30 s)
+    # fault injection (tests, drills): corrupt this share of replies, deterministically by seed
+    fault_rate: float = 0.0
+    fault_kinds: List[str] = field(default_factory=lambda: ["truncate", "schema", "error"])
 
 
 @dataclass
@@ -147,14 +167,34 @@ class QCConfig:
     min_coherent: int = 2
     reject_leakage: bool = True
     min_posts_for_profile: int = 3
-    max_new_tokens: int = 64
+    max_new_tokens: int = 128  # the judge's JSON skeleton alone is ~75 characters
     pool: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    reject_harmful: bool = True
+    temperature: float = 0.0  # the judge decodes greedily; retries then only help with temperature > 0
+    top_p: float = 1.0
+    max_retries: int = 2  # judge replies that fail to parse / validate, then quarantine
+    fault_rate: float = 0.0  # fault injection into the judge's engine (tests, drills)
+    # Rule checks before the judge: word bounds of each product's text (all fields together).
+    min_words: Dict[str, int] = field(default_factory=lambda: {"persona": 3, "social_qa": 3})
+    max_words: Dict[str, int] = field(default_factory=lambda: {"persona": 100, "social_qa": 250})
+    max_source_chars: int = 6000  # source posts shown to the judge; hf/vllm also cut to fit the model's context
+    # Whether judge verdicts reject items. None = yes, unless the judge is the untrained
+    # embedded tiny model (model.base=tiny with hf/vllm): its verdicts are noise, so they are
+    # recorded (`judge` column, report judge_findings) but only the rule checks reject.
+    enforce_judge: Optional[bool] = None
 
 
 @dataclass
 class TasksConfig:
     tasks: List[str] = field(
-        default_factory=lambda: ["writing_imitation", "social_qa", "profile_generation", "item_selection"]
+        default_factory=lambda: [
+            "writing_imitation",
+            "personalized_commenting",
+            "item_selection",
+            "social_qa",
+            "profile_generation",
+            "scenario_generation",
+        ]
     )
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -162,6 +202,12 @@ class TasksConfig:
     max_chars_per_post: int = 600
     item_candidates: int = 4
     seed: int = 1234
+    # Most recent targets kept per (user, task): one prolific user must not dominate a task.
+    max_examples_per_user: int = 8
+    # Negatives for item selection come from a per-category sample of this many items
+    # (a deterministic hash sample, so the catalog stays bounded on real Amazon dumps).
+    catalog_items_per_category: int = 256
+    num_partitions: int = 4  # hash partitions of the group-by-user shuffle (small: 2-CPU default)
 
 
 @dataclass
@@ -194,6 +240,12 @@ class TrainConfig:
     max_failures: int = 1
     storage_path: Optional[str] = None  # default: {run.root}/train/checkpoints
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # Use conf/deepspeed/zero{stage}_offload.json (DeepSpeed's own CPU Adam; ZeRO-3 offload
+    # rejects a client torch optimizer).
+    offload: bool = False
+    gradient_clipping: float = 1.0
+    checkpoints_to_keep: Optional[int] = 2  # Ray Train keeps the newest N; None keeps all
+    torch_threads: Optional[int] = None  # per worker; None: what Ray gives (OMP_NUM_THREADS=1)
 
 
 @dataclass
@@ -206,6 +258,11 @@ class MergeConfig:
     dtype: Optional[str] = None  # keep the input dtype unless set
     density: float = 0.5  # ties
     t: float = 0.5  # slerp
+    # Added by the merge stage:
+    base_model: Optional[str] = None  # reference for task-vector methods (task_arithmetic, ties); default model.base
+    normalize: bool = True  # linear / ties: divide by the sum of (agreeing) weights
+    use_ray: bool = True  # compute output shards as parallel Ray tasks when there are several
+    num_cpus_per_shard: float = 1.0  # Ray CPUs per shard task (memory: one output shard per running task)
 
 
 @dataclass
@@ -221,6 +278,12 @@ class EvalConfig:
     max_examples: int = 200
     benchmarks: List[str] = field(default_factory=list)  # paths to multiple-choice files
     compare: List[str] = field(default_factory=lambda: ["base", "merged"])
+    # Added by the evaluate stage:
+    max_length: int = 1024  # tokens per example; longer ones keep their end (the answer)
+    batch_size: int = 8
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    benchmark_max_items: int = 100  # per benchmark family (ToMBench, SocialIQA, MotiveBench, ...)
 
 
 @dataclass
@@ -278,16 +341,31 @@ def load_config(
     return obj
 
 
+def _plugin_names(package: str, suffix: str = "") -> tuple:
+    """Names of the plug-in modules in a package folder, found without importing them
+    (so `humanllm config show` does not pay for torch): adding a merge method or an
+    engine is one file, and the config accepts it at once."""
+    import pkgutil
+
+    names = []
+    for info in pkgutil.iter_modules([str(PACKAGE_DIR / package)]):
+        if info.name.startswith("_") or not info.name.endswith(suffix):
+            continue
+        names.append(info.name[: len(info.name) - len(suffix)] if suffix else info.name)
+    return tuple(sorted(names))
+
+
 _CHOICES = {
-    "synth.engine": ("hf", "vllm", "openai"),
-    "train.zero_stage": (0, 1, 2, 3),
-    "merge.method": ("linear", "task_arithmetic", "ties", "slerp"),
-    "model.dtype": ("float32", "bfloat16", "float16"),
+    "synth.engine": lambda: tuple(n for n in _plugin_names("llm", "_engine") if n != "faulty"),
+    "train.zero_stage": lambda: (0, 1, 2, 3),
+    "merge.method": lambda: _plugin_names("merge/methods"),
+    "model.dtype": lambda: ("float32", "bfloat16", "float16"),
 }
 
 
 def _validate(cfg: Any) -> None:
-    for key, allowed in _CHOICES.items():
+    for key, allowed_fn in _CHOICES.items():
+        allowed = allowed_fn()
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}': {value!r} is not one of {list(allowed)}")
@@ -295,8 +373,8 @@ def _validate(cfg: Any) -> None:
     unknown = platforms - {"reddit", "twitter", "blogger", "amazon"}
     if unknown:
         raise ConfigError(f"config key 'ingest.sources': unknown platform(s) {sorted(unknown)}")
-    if len(cfg.merge.weights) < 1 or any(w < 0 for w in cfg.merge.weights):
-        raise ConfigError("config key 'merge.weights': must be non-negative")
+    if not cfg.merge.weights:
+        raise ConfigError("config key 'merge.weights': at least one weight is needed")
     if cfg.train.num_workers < 1:
         raise ConfigError("config key 'train.num_workers': must be >= 1")
 

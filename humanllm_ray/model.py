@@ -187,7 +187,14 @@ def resolve_model_dir(uri: str, cache_dir: str = "~/.cache/humanllm_ray") -> str
         if not os.path.exists(os.path.join(path, "config.json")):
             raise FileNotFoundError(f"not a Hugging Face model folder (no config.json): {uri}")
         return path
-    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    # Key the cache by the remote content too (sizes + ETags), so a model rewritten at the
+    # same URI (a re-run of train or merge) is fetched again instead of served stale.
+    fs, path = storage.get_fs(uri)
+    listing = sorted(
+        (p, str(info.get("size")), str(info.get("ETag") or info.get("LastModified") or ""))
+        for p, info in fs.find(path, detail=True).items()
+    )
+    key = hashlib.sha256((uri + json.dumps(listing)).encode()).hexdigest()[:16]
     final = os.path.join(os.path.expanduser(cache_dir), "remote", key)
     return _atomic_build(final, lambda d: storage.get_dir(uri, d))
 

@@ -181,12 +181,15 @@ def run_stage(
     fingerprint: Any,
     inputs: Iterable[str] = (),
     force: bool = False,
+    keep: Iterable[str] = ("_cache", "_work"),
 ) -> Dict[str, Any]:
     """Run ``body`` under the stage contract and return its report.
 
     ``fingerprint`` is anything JSON-able that determines the output (the stage's config
     block, upstream ``_SUCCESS`` hashes, ...). Input stage folders listed in ``inputs``
     contribute their own ``_SUCCESS`` hash, so a changed upstream re-runs downstream.
+    ``keep`` names entries of the output folder that survive the reset of an unfinished
+    attempt (resumable state, e.g. the train stage's ``checkpoints``).
     """
     from .config import config_hash
 
@@ -206,7 +209,7 @@ def run_stage(
 
     if done is not None:
         log.info("stage %s: inputs or config changed since the last run; recomputing", name)
-    out.reset()
+    out.reset(keep=keep)
     log.info("stage %s: writing %s", name, out.uri)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()

@@ -1,0 +1,369 @@
+"""Publishing to and reading from the model store (a local folder or ``s3://``).
+
+Layout: ``{root}/{name}/{version}/`` holds the Hugging Face files, ``README.md`` and
+``manifest.json``; ``{root}/{name}/latest`` is a small JSON pointer to a version.
+
+Write order is the whole consistency story (S3 has no rename): model files, then the
+card, then ``manifest.json``, then ``latest``. A reader trusts only a manifest'ed version,
+so an interrupted publish is invisible (no manifest, ``latest`` unchanged), and a rerun
+simply uploads again and finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from .. import storage
+from .manifest import (
+    CARD,
+    LATEST,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    FileEntry,
+    check_segment,
+    content_hash,
+    default_version,
+    hash_folder,
+    hash_stream,
+    sha256_bytes,
+    total_bytes,
+)
+
+log = logging.getLogger("humanllm")
+
+VERIFIED_MARKER = ".humanllm_verified"  # in a load() cache folder: the manifest sha it was checked against
+
+
+class PublishError(RuntimeError):
+    """Publishing failed or was asked to do something unsafe."""
+
+
+class VerificationError(PublishError):
+    """A published version cannot be trusted: no manifest, or a file that does not match it."""
+
+
+@dataclass
+class PublishResult:
+    uri: str  # the version folder
+    name: str
+    version: str
+    files: int  # files in the version (model files + card)
+    files_uploaded: int
+    files_reused: int  # already there, byte-identical (an idempotent republish)
+    bytes: int
+    manifest_sha256: str
+    latest_uri: str
+
+
+def redact(uri: str) -> str:
+    """Drop any user:password@ part of a URI before it reaches a log, manifest or card."""
+    if "://" in uri and "@" in uri.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = uri.split("://", 1)
+        host_and_path = rest.split("@", 1)[1]
+        return f"{scheme}://{host_and_path}"
+    return uri
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_manifest(version_uri: str) -> Optional[Tuple[Dict[str, Any], bytes]]:
+    uri = storage.join(version_uri, MANIFEST)
+    if not storage.exists(uri):
+        return None
+    data = storage.read_bytes(uri)
+    try:
+        manifest = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise VerificationError(f"{redact(uri)} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise VerificationError(f"{redact(uri)} has no 'files' table")
+    return manifest, data
+
+
+def _remote_files(version_uri: str) -> Dict[str, int]:
+    """{relative path: size} of what is stored under a version folder."""
+    fs, root = storage.get_fs(version_uri)
+    if not fs.exists(root):
+        return {}
+    out = {}
+    for path, info in fs.find(root, detail=True).items():
+        if info.get("type") == "directory":
+            continue
+        rel = path[len(root) :].lstrip("/").replace(os.sep, "/")
+        out[rel] = int(info.get("size") or 0)
+    return out
+
+
+def _upload_file(src: str, dest_uri: str, multipart_threshold: int) -> None:
+    fs, path = storage.get_fs(dest_uri)
+    if storage.is_remote(dest_uri):
+        kwargs = {}
+        if dest_uri.startswith(("s3://", "s3a://")):
+            # s3fs switches to a multipart upload (parts retried one by one) at 2 x chunksize.
+            kwargs["chunksize"] = max(5 * 1024 * 1024, multipart_threshold // 2)
+        fs.put_file(src, path, **kwargs)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, path)
+
+
+def _write_latest(name_uri: str, version: str, manifest_sha: str) -> str:
+    uri = storage.join(name_uri, LATEST)
+    pointer = {"version": version, "manifest_sha256": manifest_sha, "updated_at": _now()}
+    storage.write_json(uri, pointer)
+    return uri
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def publish_model(
+    local_dir: str,
+    root_uri: str,
+    name: str,
+    *,
+    version: Optional[str] = None,
+    card: Optional[Callable[[str, str], str]] = None,
+    manifest_extra: Optional[Dict[str, Any]] = None,
+    multipart_threshold: int = 64 * 1024 * 1024,
+    on_file_uploaded: Optional[Callable[[str], None]] = None,
+    files: Optional[Dict[str, FileEntry]] = None,
+) -> PublishResult:
+    """Publish the model folder ``local_dir`` as ``{root_uri}/{name}/{version}``.
+
+    ``version`` defaults to a hash of the model files' contents, so publishing identical
+    weights again finds the version complete and uploads nothing. ``card(version, uri)``
+    renders README.md. ``on_file_uploaded(relpath)`` is called after each upload
+    (progress; tests use it to interrupt a publish part-way).
+    """
+    check_segment("name", name)
+    files = files if files is not None else hash_folder(local_dir)
+    if not files:
+        raise PublishError(f"nothing to publish: {local_dir} holds no files")
+    version = check_segment("version", version or default_version(files))
+    name_uri = storage.join(storage.normalize(root_uri), name)
+    version_uri = storage.join(name_uri, version)
+    card_bytes = (card(version, redact(version_uri)) if card else f"# {name} {version}\n").encode("utf-8")
+
+    existing = _read_manifest(version_uri)
+    stored = _remote_files(version_uri)
+    if existing is not None and _same_model(existing[0], files, stored):
+        manifest, manifest_bytes = existing
+        log.info("publish: %s is already published with identical files; nothing to upload", redact(version_uri))
+        uploaded, reused = 0, len(manifest["files"])
+    else:
+        if existing is not None:
+            # Retire the old manifest first: from here until the new one lands, readers refuse
+            # this version instead of trusting a mix of old and new files.
+            log.warning("publish: replacing the contents of %s (different files)", redact(version_uri))
+            storage.rm(storage.join(version_uri, MANIFEST))
+        uploaded = 0
+        for rel in sorted(files):
+            _upload_file(os.path.join(local_dir, rel), storage.join(version_uri, rel), multipart_threshold)
+            uploaded += 1
+            log.debug("publish: uploaded %s", rel)
+            if on_file_uploaded is not None:
+                on_file_uploaded(rel)
+        storage.write_bytes(storage.join(version_uri, CARD), card_bytes)
+        uploaded += 1
+        if on_file_uploaded is not None:
+            on_file_uploaded(CARD)
+
+        entries = dict(files)
+        entries[CARD] = {"sha256": sha256_bytes(card_bytes), "bytes": len(card_bytes)}
+        stored = _remote_files(version_uri)
+        # Left-overs of an earlier, different attempt at this version would be unlisted files.
+        for rel in sorted(set(stored) - set(entries) - {MANIFEST}):
+            log.info("publish: removing stale %s from %s", rel, redact(version_uri))
+            storage.rm(storage.join(version_uri, rel))
+        short = [rel for rel, e in entries.items() if stored.get(rel) != e["bytes"]]
+        if short:
+            raise PublishError(f"upload incomplete: size mismatch after upload for {short[:3]} in {redact(version_uri)}")
+
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "name": name,
+            "version": version,
+            "content_sha256": content_hash(files),
+            "files": {rel: entries[rel] for rel in sorted(entries)},
+            "total_bytes": total_bytes(entries.values()),
+            "created_at": _now(),
+            **(manifest_extra or {}),
+        }
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
+        storage.write_bytes(storage.join(version_uri, MANIFEST), manifest_bytes)  # last: the version is now trusted
+        reused = 0
+
+    manifest_sha = sha256_bytes(manifest_bytes)
+    latest_uri = _write_latest(name_uri, version, manifest_sha)  # only after the manifest
+    log.info("publish: %s -> %s (latest)", redact(version_uri), version)
+    return PublishResult(
+        uri=version_uri,
+        name=name,
+        version=version,
+        files=len(manifest["files"]),
+        files_uploaded=uploaded,
+        files_reused=reused,
+        bytes=int(manifest.get("total_bytes") or total_bytes(manifest["files"].values())),
+        manifest_sha256=manifest_sha,
+        latest_uri=latest_uri,
+    )
+
+
+def _same_model(manifest: Dict[str, Any], files: Dict[str, FileEntry], stored: Dict[str, int]) -> bool:
+    """The version already holds exactly these model files (sizes checked on the store)."""
+    listed = {rel: e for rel, e in manifest["files"].items() if rel != CARD}
+    if set(listed) != set(files):
+        return False
+    for rel, entry in files.items():
+        if listed[rel].get("sha256") != entry["sha256"] or int(listed[rel].get("bytes", -1)) != entry["bytes"]:
+            return False
+    return all(stored.get(rel) == int(e["bytes"]) for rel, e in manifest["files"].items())
+
+
+# --------------------------------------------------------------------------- read side
+
+
+def resolve_version(uri: str) -> Tuple[str, Dict[str, Any], bytes]:
+    """(version folder, manifest, manifest bytes) for a version folder or a ``{name}`` folder
+    (whose ``latest`` pointer names the version). Raises VerificationError if untrusted."""
+    uri = storage.normalize(uri)
+    found = _read_manifest(uri)
+    if found is not None:
+        return uri, found[0], found[1]
+    pointer_uri = storage.join(uri, LATEST)
+    if storage.exists(pointer_uri):
+        pointer = storage.read_json(pointer_uri)
+        version = check_segment("version", str(pointer.get("version", "")))
+        version_uri = storage.join(uri, version)
+        found = _read_manifest(version_uri)
+        if found is None:
+            raise VerificationError(f"{redact(uri)}/latest points to {version}, which has no {MANIFEST}; refusing it")
+        return version_uri, found[0], found[1]
+    if _remote_files(uri):
+        raise VerificationError(
+            f"no {MANIFEST} in {redact(uri)}: the version is unfinished (an interrupted publish) "
+            "or was never published; refusing it"
+        )
+    raise VerificationError(f"nothing published at {redact(uri)} (no {MANIFEST} and no {LATEST} pointer)")
+
+
+def verify(uri: str) -> Dict[str, Any]:
+    """Re-hash every file of a published version against its manifest.
+
+    ``uri`` is a version folder or a ``{name}`` folder (then ``latest`` is verified).
+    Raises VerificationError on a missing manifest, a missing, changed or unlisted file.
+    """
+    version_uri, manifest, manifest_bytes = resolve_version(uri)
+    stored = _remote_files(version_uri)
+    listed = manifest["files"]
+    missing = sorted(set(listed) - set(stored))
+    if missing:
+        raise VerificationError(f"{redact(version_uri)}: files listed in the manifest are missing: {missing}")
+    unlisted = sorted(set(stored) - set(listed) - {MANIFEST})
+    if unlisted:
+        raise VerificationError(f"{redact(version_uri)}: files not in the manifest: {unlisted}")
+    for rel in sorted(listed):
+        fs, path = storage.get_fs(storage.join(version_uri, rel))
+        with fs.open(path, "rb") as fh:
+            sha, size = hash_stream(fh)
+        _check_entry(version_uri, rel, listed[rel], sha, size)
+    log.info("verify: %s OK (%d files)", redact(version_uri), len(listed))
+    return {
+        "verified": True,
+        "uri": redact(version_uri),
+        "name": manifest.get("name"),
+        "version": manifest.get("version"),
+        "files": len(listed),
+        "bytes": total_bytes(listed.values()),
+        "manifest_sha256": sha256_bytes(manifest_bytes),
+        "created_at": manifest.get("created_at"),
+    }
+
+
+def _check_entry(version_uri: str, rel: str, entry: FileEntry, sha: str, size: int) -> None:
+    if size != int(entry["bytes"]) or sha != entry["sha256"]:
+        raise VerificationError(
+            f"{redact(version_uri)}: {rel} does not match the manifest "
+            f"(sha256 {sha[:12]}…, {size} bytes; expected {entry['sha256'][:12]}…, {entry['bytes']} bytes)"
+        )
+
+
+def load(uri: str, cache_dir: Optional[str] = None) -> str:
+    """A local, verified copy of a published version, ready for ``from_pretrained``.
+
+    Each file is hashed while it downloads into a temporary folder that is renamed into
+    place only when everything matches; a cached copy is reused when it was verified
+    against the same manifest.
+    """
+    version_uri, manifest, manifest_bytes = resolve_version(uri)
+    manifest_sha = sha256_bytes(manifest_bytes)
+    name = check_segment("name", str(manifest.get("name") or "model"))
+    version = check_segment("version", str(manifest.get("version") or version_uri.rstrip("/").rsplit("/", 1)[-1]))
+    cache_root = os.path.expanduser(cache_dir or os.path.join("~/.cache/humanllm_ray", "published"))
+    target = os.path.join(cache_root, name, version)
+    listed = manifest["files"]
+
+    if _cached_copy_ok(target, manifest_sha, listed):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{version}-", dir=os.path.dirname(target))
+    try:
+        for rel in sorted(listed):
+            dst = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            fs, path = storage.get_fs(storage.join(version_uri, rel))
+            with fs.open(path, "rb") as src, open(dst, "wb") as sink:
+                sha, size = hash_stream(src, sink)
+            _check_entry(version_uri, rel, listed[rel], sha, size)
+        with open(os.path.join(tmp, MANIFEST), "wb") as fh:
+            fh.write(manifest_bytes)
+        with open(os.path.join(tmp, VERIFIED_MARKER), "w") as fh:
+            fh.write(manifest_sha)
+        if os.path.exists(target):
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process (a Ray worker loading the same version) finished first.
+            if not _cached_copy_ok(target, manifest_sha, listed):
+                raise
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("load: %s verified -> %s", redact(version_uri), target)
+    return target
+
+
+def _cached_copy_ok(target: str, manifest_sha: str, listed: Dict[str, FileEntry]) -> bool:
+    marker = os.path.join(target, VERIFIED_MARKER)
+    if not os.path.exists(marker):
+        return False
+    with open(marker) as fh:
+        if fh.read().strip() != manifest_sha:
+            return False
+    # Hashed when downloaded; a size check catches truncation or replacement since then.
+    return all(
+        os.path.exists(os.path.join(target, rel)) and os.path.getsize(os.path.join(target, rel)) == int(e["bytes"])
+        for rel, e in listed.items()
+    )
+
+
+def is_published(uri: str) -> bool:
+    """Whether uri is a version folder with a manifest or a name folder with a latest pointer."""
+    uri = storage.normalize(uri)
+    return storage.exists(storage.join(uri, MANIFEST)) or storage.exists(storage.join(uri, LATEST))
