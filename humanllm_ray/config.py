@@ -237,6 +237,10 @@ class TrainConfig:
     max_length: int = 512
     packing: bool = False
     checkpoint_every: int = 20  # steps; 0 disables intermediate checkpoints
+    # Steps between ray.train.report calls (checkpoints and the last step always report).
+    # Ray Train 2.60's controller drains one report per health-check poll (2 s), so a report
+    # every step stalls each step by up to 2 s; every step is in metrics.jsonl regardless.
+    report_every: int = 10
     max_failures: int = 1
     storage_path: Optional[str] = None  # default: {run.root}/train/checkpoints
     lora: LoraConfig = field(default_factory=LoraConfig)

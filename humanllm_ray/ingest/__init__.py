@@ -1,0 +1,329 @@
+"""Ingest: native social-media files -> the common LogRecord table (see ``schema.py``).
+
+Platform registry: every module in this package that defines ``PLATFORM`` and ``read(uri, ctx)``
+is a platform (adding one = adding one file). Optional hooks:
+
+* ``join(group_df) -> group_df`` with ``JOIN_REQUIRES_AUX``: rows sharing ``_key`` (a reddit link
+  id, an Amazon parent item, a Twitter user) are grouped with a Ray Data ``groupby().map_groups``
+  so side data (parent submissions, item metadata, user descriptions) reaches the records
+  without any per-record file scan;
+* ``dedup_key(df) -> Series`` and ``dedup(group_df) -> group_df``: collapse copies (Amazon variant
+  duplicates), marking them ``_status = merged``.
+
+Flow (all Ray Data): list input files -> pack them into read tasks -> ``from_items`` -> ``map_batches``
+reader (files read in parallel across the cluster, streamed, emitting records / quarantine / aux
+rows in one schema with a ``_status`` column) -> per-platform join and dedup -> write
+``data/*.parquet`` (LogRecords), ``_quarantine/*.parquet`` and ``aux/*.parquet`` (side data).
+
+Accounting: rows_in = every input unit read (record, malformed line, side-data line); rows_out =
+records written; rows_quarantined; rows_merged = variant duplicates collapsed + side-data rows
+joined into records (reported separately in ``merged_detail``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pyarrow as pa
+
+from .. import stage, storage
+from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
+from . import schema
+from .common import ReadContext
+from .dataops import by_key_partition, col_in, count_by, num_partitions, stable_shuffle
+from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
+
+log = logging.getLogger("humanllm")
+
+INGEST_VERSION = 1  # bump when reader output changes, so old _SUCCESS markers stop matching
+SKIP_NAMES = ("readme", "license", "manifest", "sources")
+
+
+@dataclass
+class Platform:
+    name: str
+    read: Callable[[str, ReadContext], Iterator[Dict[str, Any]]]
+    join: Optional[Callable] = None
+    join_requires_aux: bool = True
+    dedup_key: Optional[Callable] = None
+    dedup: Optional[Callable] = None
+
+
+REGISTRY: Dict[str, Platform] = {}
+
+
+def register(module: Any) -> None:
+    REGISTRY[module.PLATFORM] = Platform(
+        name=module.PLATFORM,
+        read=module.read,
+        join=getattr(module, "join", None),
+        join_requires_aux=getattr(module, "JOIN_REQUIRES_AUX", True),
+        dedup_key=getattr(module, "dedup_key", None),
+        dedup=getattr(module, "dedup", None),
+    )
+
+
+def _discover() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in ("schema", "common", "dataops") or info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(mod, "PLATFORM") and hasattr(mod, "read"):
+            register(mod)
+
+
+_discover()
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _is_data_file(uri: str) -> bool:
+    name = posixpath.basename(uri.replace("\\", "/"))
+    low = name.lower()
+    return not (low.startswith((".", "_")) or low.startswith(SKIP_NAMES) or low.endswith((".md", ".tsv.sha256")))
+
+
+def input_files(cfg: HumanLLMConfig) -> Dict[str, List[str]]:
+    out: Dict[str, List[str]] = {}
+    for platform in sorted(REGISTRY):
+        patterns = list((cfg.ingest.sources or {}).get(platform) or [])
+        if not patterns and cfg.ingest.use_demo_corpus:
+            demo = DEMO_CORPUS_DIR / platform
+            if demo.exists():
+                patterns = [str(demo)]
+        files = [f for f in storage.expand(patterns) if _is_data_file(f)] if patterns else []
+        if files:
+            out[platform] = files
+    return out
+
+
+def _file_stamp(uri: str) -> Dict[str, Any]:
+    fs, path = storage.get_fs(uri)
+    info = fs.info(path)
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("last_modified")
+    return {"file": uri, "size": info.get("size"), "mtime": str(stamp)}
+
+
+def read_context(cfg: HumanLLMConfig) -> ReadContext:
+    return ReadContext(
+        salt=cfg.ingest.user_salt,
+        max_line_bytes=cfg.ingest.max_line_bytes,
+        max_document_bytes=cfg.ingest.max_document_bytes,
+        zstd_window_log_max=cfg.ingest.zstd_window_log_max,
+        bot_authors=list(cfg.curate.bot_authors),
+        corporate_keywords=list(cfg.curate.corporate_keywords),
+        s3_options=storage.s3_options(),
+    )
+
+
+# ----------------------------------------------------------------------------- Ray UDFs
+
+
+def _read_files(batch: pa.Table, ctx: ReadContext) -> Iterator[pa.Table]:
+    """map_batches UDF: each input row is a bin of files; stream their rows out in chunks."""
+    for files, platforms in zip(batch.column("files").to_pylist(), batch.column("platforms").to_pylist()):
+        for uri, platform in zip(files, platforms):
+            yield from _read_one(uri, platform, ctx)
+
+
+def _read_one(uri: str, platform: str, ctx: ReadContext) -> Iterator[pa.Table]:
+    plat = REGISTRY[platform]
+    buf: List[Dict[str, Any]] = []
+    try:
+        for row in plat.read(uri, ctx):
+            row.setdefault("platform", platform)
+            row.setdefault("source_file", uri)
+            buf.append(row)
+            if len(buf) >= ctx.batch_rows:
+                yield schema.to_table(buf)
+                buf = []
+    except Exception as exc:  # an unexpected reader failure: quarantine, never crash the stage
+        log.exception("reader %s failed on %s", platform, uri)
+        buf.append(schema.quarantine("read_error", platform=platform, source_file=uri, source_line=0,
+                                     detail=f"{type(exc).__name__}: {exc}"))
+    if buf:
+        yield schema.to_table(buf)
+
+
+def pack_files(stamps: Dict[str, List[Dict[str, Any]]], n_bins: int, target_bytes: int = 64 << 20) -> List[Dict[str, Any]]:
+    """Greedy bin packing of files into read tasks: big files alone, small ones (a folder of
+    blogs) together, so a task's start-up cost is paid per ~target_bytes, not per file."""
+    files = [(s.get("size") or 0, s["file"], p) for p, ss in stamps.items() for s in ss]
+    total = sum(f[0] for f in files)
+    n = max(1, min(len(files), max(n_bins, -(-total // target_bytes))))
+    bins: List[Dict[str, Any]] = [{"files": [], "platforms": [], "bytes": 0} for _ in range(n)]
+    for size, uri, p in sorted(files, key=lambda f: (-f[0], f[1])):
+        b = min(bins, key=lambda x: x["bytes"])
+        b["files"].append(uri)
+        b["platforms"].append(p)
+        b["bytes"] += size
+    return [b for b in bins if b["files"]]
+
+
+def _set_dedup_key(fn: Callable):
+    def udf(df):
+        df = df.copy()
+        if len(df):
+            df["_key"] = fn(df)
+        return pa.Table.from_pandas(df[schema.READ_COLUMNS], schema=READ_SCHEMA, preserve_index=False)
+
+    return udf
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]:
+    """Run the ingest stage; returns its report (``skipped=True`` when already done)."""
+    from .. import runtime
+
+    storage.configure(cfg.s3)
+    out_uri = output_uri or runtime.RunPaths.from_config(cfg).ingested
+    files = input_files(cfg)
+    stamps = {p: [_file_stamp(f) for f in fs] for p, fs in files.items()}
+    fingerprint = {
+        "version": INGEST_VERSION,
+        "ingest": to_dict(cfg)["ingest"],
+        "bot_authors": list(cfg.curate.bot_authors),
+        "corporate_keywords": list(cfg.curate.corporate_keywords),
+        "files": stamps,
+    }
+
+    def body(sd: stage.StageDir) -> stage.StageResult:
+        runtime.init_ray(cfg)
+        with stable_shuffle():
+            return _ingest(cfg, stamps, sd)
+
+    return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])
+
+
+def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: stage.StageDir) -> stage.StageResult:
+    import ray
+
+    ctx = read_context(cfg)
+    n_files = sum(len(v) for v in stamps.values())
+    if not n_files:
+        log.warning("ingest: no input files")
+        return stage.StageResult(rows_in=0, rows_out=0, extra={"files": 0})
+    cpus = int(ray.cluster_resources().get("CPU", 2))
+    items = pack_files(stamps, n_bins=2 * cpus)
+    log.info("ingest: %d files in %d read tasks (%s)", n_files, len(items),
+             ", ".join(f"{p}: {len(f)}" for p, f in sorted(stamps.items())))
+    # One block per bin of files so bins are read in parallel; readers stream their rows out.
+    raw = (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx})
+        .materialize()
+    )
+    pre = count_by(raw.map_batches(_with_key_flag, batch_format="pyarrow"), ["platform", "_status", "_has_key"])
+
+    parts = []  # datasets whose union is the final row set
+    rest = raw
+    for name, plat in sorted(REGISTRY.items()):
+        n_aux = sum(n for (p, s, _k), n in pre.items() if p == name and s == "aux")
+        n_keyed = sum(n for (p, s, k), n in pre.items() if p == name and s in ("ok", "aux") and k == "1")
+        needs_join = plat.join is not None and n_keyed > 0 and (n_aux > 0 or not plat.join_requires_aux)
+        n_recs = sum(n for (p, s, _k), n in pre.items() if p == name and s == "ok")
+        needs_dedup = plat.dedup is not None and n_recs > 1
+        if not (needs_join or needs_dedup):
+            continue
+        from ray.data.expressions import col
+
+        mine = raw.filter(expr=(col("platform") == name) & col_in("_status", "ok", "aux"))
+        rest = rest.filter(expr=~((col("platform") == name) & col_in("_status", "ok", "aux")))
+        if needs_join:
+            mine = by_key_partition(mine, num_partitions(n_keyed), plat.join, schema=READ_SCHEMA)
+        if needs_dedup:
+            if needs_join:
+                mine = mine.materialize()
+            recs = mine.filter(expr=col_in("_status", "ok")).map_batches(_set_dedup_key(plat.dedup_key), batch_format="pandas")
+            others = mine.filter(expr=~col_in("_status", "ok"))
+            recs = by_key_partition(recs, num_partitions(n_recs), plat.dedup, schema=READ_SCHEMA)
+            mine = recs.union(others)
+        # One shuffle per execution: several concurrent hash shuffles in one plan have crashed
+        # Ray 2.60 workers on a 2-CPU machine (mutex abort in HashShuffleMap).
+        parts.append(mine.materialize())
+    final = (rest.union(*parts) if parts else rest).materialize()
+
+    counts = count_by(final, ["platform", "_status", "_reason"])
+    records = final.filter(expr=col_in("_status", "ok")).map_batches(_to_log_records, batch_format="pyarrow")
+    path, fs = storage.arrow_fs(sd.data_uri)
+    records.write_parquet(path, filesystem=fs)
+    n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")
+    if n_q:
+        qpath, qfs = storage.arrow_fs(sd.quarantine_uri)
+        final.filter(expr=col_in("_status", "quarantine")).map_batches(
+            _to_quarantine, batch_format="pyarrow"
+        ).write_parquet(qpath, filesystem=qfs)
+    n_aux = sum(n for (_p, s, _r), n in counts.items() if s == "aux")
+    if n_aux:
+        apath, afs = storage.arrow_fs(sd.path("aux"))
+        final.filter(expr=col_in("_status", "aux")).select_columns(
+            ["platform", "record_id", "_key", "_payload", "source_file", "source_line"]
+        ).write_parquet(apath, filesystem=afs)
+
+    by_platform: Dict[str, Dict[str, int]] = {}
+    by_reason: Dict[str, int] = {}
+    merged_detail: Dict[str, int] = {}
+    for (p, s, r), n in counts.items():
+        bp = by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "merged": 0})
+        bp["in"] += n
+        if s == "ok":
+            bp["out"] += n
+        elif s == "quarantine":
+            bp["quarantined"] += n
+            by_reason[r] = by_reason.get(r, 0) + n
+        else:  # merged duplicates and joined side data
+            bp["merged"] += n
+            key = r if s == "merged" else f"{p}_side_data_joined"
+            merged_detail[key] = merged_detail.get(key, 0) + n
+    rows_in = sum(counts.values())
+    rows_out = sum(n for (_p, s, _r), n in counts.items() if s == "ok")
+    rows_merged = sum(n for (_p, s, _r), n in counts.items() if s in ("merged", "aux"))
+    return stage.StageResult(
+        rows_in=rows_in,
+        rows_out=rows_out,
+        rows_quarantined=n_q,
+        rows_merged=rows_merged,
+        by_reason=by_reason,
+        by_platform=by_platform,
+        extra={"files": n_files, "read_tasks": len(items), "merged_detail": merged_detail, "aux_rows": n_aux,
+               "schema": [f"{f.name}:{f.type}" for f in LOG_RECORD_SCHEMA]},
+    )
+
+
+def _with_key_flag(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    has = pc.if_else(pc.not_equal(batch.column("_key"), ""), "1", "0")
+    return pa.table({"platform": batch.column("platform"), "_status": batch.column("_status"), "_has_key": has})
+
+
+def _to_log_records(batch: pa.Table) -> pa.Table:
+    return batch.select(LOG_RECORD_COLUMNS).cast(LOG_RECORD_SCHEMA)
+
+
+def _to_quarantine(batch: pa.Table) -> pa.Table:
+    n = batch.num_rows
+    return pa.table(
+        {
+            "stage": pa.array(["ingest"] * n, pa.string()),
+            "reason": batch.column("_reason"),
+            "detail": batch.column("_detail"),
+            "platform": batch.column("platform"),
+            "source_file": batch.column("source_file"),
+            "source_line": batch.column("source_line"),
+            "record_id": batch.column("record_id"),
+            "user_id": batch.column("user_id"),
+            "raw": batch.column("_raw"),
+        }
+    )
+
+
+__all__ = ["run", "REGISTRY", "Platform", "register", "input_files", "LOG_RECORD_SCHEMA", "LOG_RECORD_COLUMNS"]

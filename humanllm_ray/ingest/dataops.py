@@ -1,0 +1,125 @@
+"""Small Ray Data helpers shared by ingest and curate.
+
+Trap (Ray 2.60, 2-CPU local cluster): the default hash shuffle (``ShuffleStrategy.SHUFFLE_V2``)
+intermittently aborts a HashShuffleMap worker ("Mutex corrupt: both reader and writer lock
+held"); the retried task then hands the reducer a schema-less empty table and the groupby fails
+with "Schema at index 1 was different". The sort-based pull shuffle has been reliable, so every
+groupby here runs under :func:`stable_shuffle`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Dict, List
+
+import pyarrow as pa
+
+
+@contextlib.contextmanager
+def stable_shuffle():
+    """Run groupbys created and executed inside this block with the sort-based pull shuffle."""
+    import ray
+    from ray.data.context import ShuffleStrategy
+
+    ctx = ray.data.DataContext.get_current()
+    old = ctx.shuffle_strategy
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        yield
+    finally:
+        ctx.shuffle_strategy = old
+
+
+def num_partitions(n_rows: int) -> int:
+    """Shuffle partitions for n rows: few on small data (each costs a task), more on big."""
+    return max(2, min(256, n_rows // 50_000 + 1))
+
+
+def count_by(ds, cols: List[str]) -> Dict[tuple, int]:
+    """Exact counts over (small-cardinality) columns, summed from per-block partial counts
+    (cheaper than a groupby shuffle). Keys are tuples of strings."""
+
+    def part(batch: pa.Table) -> pa.Table:
+        df = batch.select(cols).to_pandas()
+        if df.empty:
+            return pa.table({**{c: pa.array([], pa.string()) for c in cols}, "n": pa.array([], pa.int64())})
+        g = df.groupby(cols, dropna=False).size().reset_index(name="n")
+        for c in cols:
+            g[c] = g[c].astype(str)
+        g["n"] = g["n"].astype("int64")
+        return pa.Table.from_pandas(g, preserve_index=False)
+
+    totals: Dict[tuple, int] = {}
+    for row in ds.map_batches(part, batch_format="pyarrow").take_all():
+        k = tuple(row[c] for c in cols)
+        totals[k] = totals.get(k, 0) + int(row["n"])
+    return totals
+
+
+def sum_by(ds, key_cols: List[str], value_col: str) -> Dict[tuple, int]:
+    """Exact sums of an integer column grouped by small-cardinality columns."""
+
+    def part(batch: pa.Table) -> pa.Table:
+        df = batch.select(key_cols + [value_col]).to_pandas()
+        if df.empty:
+            return pa.table({**{c: pa.array([], pa.string()) for c in key_cols}, "n": pa.array([], pa.int64())})
+        g = df.groupby(key_cols, dropna=False)[value_col].sum().reset_index(name="n")
+        for c in key_cols:
+            g[c] = g[c].astype(str)
+        g["n"] = g["n"].astype("int64")
+        return pa.Table.from_pandas(g, preserve_index=False)
+
+    totals: Dict[tuple, int] = {}
+    for row in ds.map_batches(part, batch_format="pyarrow").take_all():
+        k = tuple(row[c] for c in key_cols)
+        totals[k] = totals.get(k, 0) + int(row["n"])
+    return totals
+
+
+def col_in(column: str, *values: str):
+    """A Ray Data predicate expression: column is one of values."""
+    from ray.data.expressions import col
+
+    expr = None
+    for v in values:
+        e = col(column) == v
+        expr = e if expr is None else (expr | e)
+    return expr
+
+
+def to_schema(schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
+    """A pyarrow map_batches UDF that selects and casts to schema (typed even when empty)."""
+
+    def udf(batch: pa.Table) -> pa.Table:
+        if batch.num_rows == 0 and batch.num_columns == 0:
+            return schema.empty_table()
+        return batch.select(schema.names).cast(schema)
+
+    return udf
+
+
+def _part_udf(n: int, key: str):
+    def udf(batch: pa.Table) -> pa.Table:
+        import pandas as pd
+
+        keys = batch.column(key).to_pandas()
+        part = (pd.util.hash_pandas_object(keys, index=False).to_numpy() % n).astype("int64")
+        return batch.append_column("_part", pa.array(part, pa.int64()))
+
+    return udf
+
+
+def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Schema = None):
+    """Shuffle rows so that all rows sharing ``key`` land in one of n partitions, then call
+    ``fn(pandas_df) -> pandas_df`` once per partition (many keys per call, so the hook can work
+    vectorized instead of paying a call per key). With ``schema`` the output is cast to it."""
+
+    def call(df):
+        out = fn(df.drop(columns=["_part"]))
+        if schema is not None:
+            return pa.Table.from_pandas(out[schema.names], schema=schema, preserve_index=False)
+        return out
+
+    return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
+        "_part", num_partitions=n
+    ).map_groups(call, batch_format="pandas")

@@ -1,0 +1,1 @@
+"""One module per SFT task; each registers itself with ``@register`` (see ../registry.py)."""

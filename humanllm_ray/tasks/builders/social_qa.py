@@ -1,0 +1,43 @@
+"""Task 3, social QA: persona + scenario + question -> answer.
+
+One example per QC-passed ``social_qa`` item ({scenario, question, answer}, grounded in one
+of the user's posts). Variant ``persona`` when the user has a persona, else ``no_persona``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, most_recent, persona_block
+from ..registry import register
+
+
+def qa_fields(payload: dict):
+    """(scenario, question, answer) stripped, or None when any is missing."""
+    values = tuple(str(payload.get(k) or "").strip() for k in ("scenario", "question", "answer"))
+    return values if all(values) else None
+
+
+@register("social_qa")
+def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
+    persona = persona_block(user)
+    built = []
+    for item in sorted(user.products("social_qa"), key=lambda i: i.item_id):
+        fields = qa_fields(item.payload)
+        if fields is None:
+            continue
+        scenario, question, answer = fields
+        built.append(
+            Candidate(
+                task="social_qa",
+                variant="persona" if persona else "no_persona",
+                user_id=user.user_id,
+                platform=user.platform,
+                key=item.item_id,
+                system=SYSTEM_SIMULATE,
+                prompt=f"{persona}Scenario: {scenario}\n\nQuestion: {question}\n\nAnswer as this person.",
+                target=answer,
+                meta={"qc_item_id": item.item_id, "source_record_ids": list(item.source_record_ids)},
+            )
+        )
+    yield from most_recent(built, ctx.max_examples_per_user)

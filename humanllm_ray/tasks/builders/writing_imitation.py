@@ -1,0 +1,67 @@
+"""Task 4, writing imitation: past posts x a new topic (or the first half) -> the post.
+
+Variants, chosen by what the target record has:
+* ``title_to_post``  — a titled post (Reddit submission): the title (and subreddit) -> body;
+* ``item_to_review`` — an Amazon review: the item's name and the rating -> the review;
+* ``continuation``   — untitled text (tweets, blog posts): its first half -> the second half
+  (the target is only the part not shown, so it can never sit in its own prompt).
+The history is the user's most recent earlier writing on the same platform.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, format_history, most_recent
+from ..registry import register
+
+MIN_CONTINUATION_WORDS = 16  # shorter texts have no meaningful "second half"
+
+
+def _split_in_half(text: str):
+    words = text.split()
+    half = len(words) // 2
+    return " ".join(words[:half]), " ".join(words[half:])
+
+
+@register("writing_imitation")
+def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
+    authored = user.authored()
+    built = []
+    for i, target in enumerate(authored):
+        earlier = [r for r in authored[:i] if r.platform == target.platform and r.text != target.text]
+        history = most_recent(earlier, ctx.max_history)
+        if not history:
+            continue  # nothing to imitate from yet
+        intro = f"Here is writing this person posted before:\n\n{format_history(history, ctx)}\n\n"
+        meta = {"target_record_id": target.record_id, "history_record_ids": [r.record_id for r in history]}
+        if target.platform == "amazon" and target.context:
+            variant = "item_to_review"
+            rating = f" and rated it {target.rating:g}/5" if target.rating is not None else ""
+            prompt = intro + f"They bought \"{target.context.strip()}\"{rating}. Write their review."
+            text = target.text.strip()
+        elif target.title.strip():
+            variant = "title_to_post"
+            where = f" in {target.context.strip()}" if target.context.strip() else ""
+            prompt = intro + f"Write their new post{where} titled \"{target.title.strip()}\"."
+            text = target.text.strip()
+        else:
+            if len(target.text.split()) < MIN_CONTINUATION_WORDS:
+                continue
+            variant = "continuation"
+            first, text = _split_in_half(target.text.strip())
+            prompt = intro + f"They started a new post:\n\n{first}\n\nContinue it exactly as they would."
+        built.append(
+            Candidate(
+                task="writing_imitation",
+                variant=variant,
+                user_id=user.user_id,
+                platform=target.platform,
+                key=target.record_id,
+                system=SYSTEM_SIMULATE,
+                prompt=prompt,
+                target=text,
+                meta=meta,
+            )
+        )
+    yield from most_recent(built, ctx.max_examples_per_user)

@@ -1,0 +1,266 @@
+"""The training loop every Ray Train worker runs: DeepSpeed ZeRO over Ray's process group.
+
+Per optimizer step a worker takes ``gradient_accumulation_steps`` micro-batches from its
+Ray Data shard; DeepSpeed steps the optimizer and the (cosine, warmup) LR schedule on the
+accumulation boundary. Every step's metrics are kept (and saved with checkpoints, so the
+history survives a restart); ``ray.train.report`` gets them every ``report_every`` steps
+(see TrainConfig for why not every step). Every ``checkpoint_every`` steps (and at the
+end) each rank writes its DeepSpeed shard into its
+own temporary folder and reports it, and Ray Train merges the ranks' folders into one
+checkpoint in storage. A restarted worker group (``FailureConfig``) resumes from
+``ray.train.get_checkpoint()``: weights, optimizer, schedule, step, metric history, and the
+position in the data (by skipping the micro-batches already consumed this epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from ..config import HumanLLMConfig
+
+log = logging.getLogger("humanllm")
+
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """Everything a worker needs, decided once by the driver (so all ranks agree)."""
+
+    cfg: HumanLLMConfig
+    base_model_dir: str  # resolved by the driver (see resolve_base_model)
+    total_steps: int
+    micro_batches_per_epoch: int  # per worker; equal on every rank (equal streaming split)
+    model_uri: str  # where rank 0 exports the final model
+    packed: bool = False
+    fail_at_step: Optional[int] = None  # test hook: the last rank dies once, after this step
+
+
+@dataclass
+class TrainerState:
+    step: int = 0  # optimizer steps completed
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    resumed_from_step: Optional[int] = None
+
+
+def resolve_base_model(spec: LoopSpec) -> str:
+    """The base model folder on this worker's node.
+
+    The driver's folder when this node has it (single node, shared cache); otherwise resolve
+    it here. Building the tiny model must not happen in a worker if it can be avoided:
+    under an initialized process group transformers' save_pretrained writes only on global
+    rank 0, so a rank-1 build would cache a folder without weights.
+    """
+    from ..model import ensure_base_model
+
+    if os.path.exists(os.path.join(spec.base_model_dir, "config.json")):
+        return spec.base_model_dir
+    return ensure_base_model(spec.cfg)
+
+
+def _lr_schedule(total_steps: int, warmup_ratio: float):
+    """Linear warmup then cosine decay, built by DeepSpeed on its base optimizer."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    warmup = int(math.ceil(warmup_ratio * total_steps))
+    return lambda optimizer: get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def _micro_batches(shard, spec: LoopSpec, start_micro: int, pad_token_id: int) -> Iterator[Tuple[int, dict]]:
+    """(epoch, padded micro-batch) forever, starting ``start_micro`` micro-batches in.
+
+    Every rank yields exactly ``micro_batches_per_epoch`` per epoch: DeepSpeed's collectives
+    need all ranks to step together, so a shard that runs short is an error, not a skip.
+    """
+    from .data import collate
+
+    tcfg = spec.cfg.train
+    epoch, skip = divmod(start_micro, spec.micro_batches_per_epoch)
+    while True:
+        seen = 0
+        batches = shard.iter_batches(
+            batch_size=tcfg.micro_batch_size,
+            batch_format="numpy",
+            local_shuffle_buffer_size=8 * tcfg.micro_batch_size,
+            local_shuffle_seed=spec.cfg.run.seed + epoch,
+        )
+        for batch in batches:
+            if seen >= spec.micro_batches_per_epoch:
+                break
+            if seen >= skip:
+                yield epoch, collate(batch, pad_token_id)
+            seen += 1
+        if seen < spec.micro_batches_per_epoch:
+            raise RuntimeError(
+                f"data shard gave {seen} micro-batches in epoch {epoch}, planned {spec.micro_batches_per_epoch}"
+            )
+        epoch, skip = epoch + 1, 0
+
+
+def _report_metrics(state: TrainerState, window: int) -> Dict[str, Any]:
+    """This step's metrics plus the mean loss and throughput over the steps since the last report."""
+    recent = state.history[-max(1, window) :]
+    return {
+        **state.history[-1],
+        "loss_window_mean": sum(m["loss"] for m in recent) / len(recent),
+        "tokens_per_s_window": sum(m["tokens"] for m in recent) / max(1e-9, sum(m["step_time_s"] for m in recent)),
+    }
+
+
+def _save_checkpoint(engine, state: TrainerState, rank: int, metrics: Dict[str, Any]) -> None:
+    import ray.train
+
+    tmp = tempfile.mkdtemp(prefix="humanllm-ckpt-")
+    try:
+        tag = f"step{state.step}"
+        engine.save_checkpoint(tmp, tag=tag, client_state={"step": state.step})
+        if rank == 0:
+            with open(os.path.join(tmp, TRAINER_STATE), "w") as fh:
+                json.dump({"step": state.step, "tag": tag, "history": state.history}, fh)
+        ray.train.report(
+            metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=f"checkpoint_{state.step:06d}"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _restore(engine, checkpoint) -> TrainerState:
+    with checkpoint.as_directory() as folder:
+        with open(os.path.join(folder, TRAINER_STATE)) as fh:
+            saved = json.load(fh)
+        load_path, _client = engine.load_checkpoint(
+            folder, tag=saved["tag"], load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        if load_path is None:
+            raise RuntimeError(f"DeepSpeed could not load checkpoint {saved['tag']} from {checkpoint.path}")
+    return TrainerState(step=int(saved["step"]), history=list(saved["history"]), resumed_from_step=int(saved["step"]))
+
+
+def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    import deepspeed
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from .. import storage
+    from ..model import load_model, load_tokenizer
+    from .ds_config import build_deepspeed_config, has_own_optimizer, zero_stage_of
+    from .export import export_hf_model, gather_state_dict, lora_wrap
+
+    spec: LoopSpec = config["spec"]
+    cfg, tcfg = spec.cfg, spec.cfg.train
+    # DeepSpeed calls torch.distributed's deprecated collective names on every step; the
+    # FutureWarning per call would flood the driver's log.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
+    storage.configure(cfg.s3)
+    if tcfg.torch_threads:
+        torch.set_num_threads(tcfg.torch_threads)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+
+    model_dir = resolve_base_model(spec)
+    tokenizer = load_tokenizer(model_dir)
+    torch.manual_seed(cfg.run.seed)
+    # fp32 weights in; DeepSpeed casts to bf16 itself when bf16 is on (fp32 master copy).
+    model = load_model(model_dir, "float32")
+    model.config.use_cache = False
+    if tcfg.lora.enabled:
+        model = lora_wrap(model, tcfg.lora)
+    ds_config = build_deepspeed_config(tcfg, world_size=world, hidden_size=model.config.hidden_size)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = (
+        None
+        if has_own_optimizer(ds_config)
+        else torch.optim.AdamW(trainable, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
+    )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        model_parameters=trainable,
+        lr_scheduler=_lr_schedule(spec.total_steps, tcfg.warmup_ratio),
+        config=ds_config,
+    )
+
+    state = TrainerState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        state = _restore(engine, checkpoint)
+        if rank == 0:
+            log.info("resumed from step %d (%s)", state.step, checkpoint.path)
+
+    accum = tcfg.gradient_accumulation_steps
+    batches = _micro_batches(
+        ray.train.get_dataset_shard("train"), spec, state.step * accum, tokenizer.pad_token_id
+    )
+    engine.train()
+    loop_started = time.perf_counter()
+    for step_index in range(state.step, spec.total_steps):
+        started = time.perf_counter()
+        lr = float(engine.get_lr()[0])
+        loss_sum, tokens, epoch = 0.0, 0, 0
+        for _ in range(accum):
+            epoch, mb = next(batches)
+            out = engine(
+                input_ids=mb["input_ids"],
+                attention_mask=mb.get("attention_mask"),
+                position_ids=mb.get("position_ids"),
+                labels=mb["labels"],
+                use_cache=False,
+            )
+            engine.backward(out.loss)
+            engine.step()  # optimizer + LR schedule step only on the accumulation boundary
+            loss_sum += float(out.loss.detach().float())
+            tokens += mb["n_tokens"]
+        totals = torch.tensor([loss_sum / accum, float(tokens)], dtype=torch.float64)
+        dist.all_reduce(totals)
+        seconds = time.perf_counter() - started
+        state.step = step_index + 1
+        metrics = {
+            "step": state.step,
+            "epoch": epoch,
+            "loss": float(totals[0]) / world,
+            "lr": lr,
+            "tokens": int(totals[1]),
+            "tokens_per_s": float(totals[1]) / seconds if seconds > 0 else 0.0,
+            "step_time_s": seconds,
+        }
+        state.history.append(metrics)
+
+        if spec.fail_at_step == state.step and rank == world - 1 and state.resumed_from_step is None:
+            # Test hook (HUMANLLM_TEST_FAIL_AT_STEP): a worker process dies abruptly, once —
+            # a restarted group has a checkpoint to resume from and does not fail again.
+            log.warning("test hook: worker rank %d exits at step %d", rank, state.step)
+            os._exit(1)
+
+        last = state.step == spec.total_steps
+        checkpoint_due = last or (tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0)
+        if checkpoint_due:  # the final state is always checkpointed
+            _save_checkpoint(engine, state, rank, _report_metrics(state, tcfg.report_every))
+        elif state.step % max(1, tcfg.report_every) == 0:
+            ray.train.report(_report_metrics(state, tcfg.report_every))
+
+    loop_seconds = time.perf_counter() - loop_started  # this attempt's steps incl. reports/checkpoints
+    state_dict = gather_state_dict(engine)  # collective under ZeRO-3
+    if rank != 0:
+        return None
+    export_hf_model(
+        state_dict, base_model_dir=model_dir, dest_uri=spec.model_uri, lora_cfg=tcfg.lora, dtype=cfg.model.dtype
+    )
+    return {
+        "history": state.history,
+        "resumed_from_step": state.resumed_from_step,
+        "steps": state.step,
+        "zero_stage": zero_stage_of(ds_config),
+        "deepspeed_config": ds_config,
+        "world_size": world,
+        "loop_seconds": loop_seconds,
+    }

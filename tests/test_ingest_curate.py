@@ -1,0 +1,361 @@
+"""Ingest + curate: the demo corpus end to end, malformed input, other formats, rerun, real data."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from humanllm_ray import config, storage
+from humanllm_ray.config import DEMO_CORPUS_DIR
+from humanllm_ray.stage import read_table
+
+from conftest import SHARED_REALDATA, realdata_dir
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def _cfg(root: Path, *overrides: str):
+    return config.load_config(overrides=[f"run.root={root}", "run.progress=false", *overrides])
+
+
+def _run_both(cfg):
+    from humanllm_ray import curate, ingest
+
+    return ingest.run(cfg), curate.run(cfg)
+
+
+def _report(uri: str) -> dict:
+    return storage.read_json(os.path.join(uri, "_report.json"))
+
+
+def _assert_accounting(rep: dict) -> None:
+    assert rep["rows_in"] == rep["rows_out"] + rep["rows_quarantined"] + rep["rows_merged"], rep
+    assert sum(rep["by_reason"].values()) == rep["rows_quarantined"], rep
+    for p, c in rep["by_platform"].items():
+        assert c["in"] == c["out"] + c["quarantined"] + c.get("merged", 0), (p, c)
+
+
+def _quarantine(uri: str):
+    t = read_table(os.path.join(uri, "_quarantine"))
+    return t.to_pylist() if t.num_columns else []
+
+
+# ----------------------------------------------------------------------------- demo corpus
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_run")
+    cfg = _cfg(root)
+    ing, cur = _run_both(cfg)
+    return cfg, root, ing, cur
+
+
+def test_demo_accounting_and_reports(demo):
+    cfg, root, ing, cur = demo
+    for stage_dir in ("ingested", "curated"):
+        rep = _report(str(root / stage_dir))
+        _assert_accounting(rep)
+        assert (root / stage_dir / "_SUCCESS").exists()
+        assert rep["skipped"] is False
+    assert cur["rows_merged"] == 0
+    assert cur["rows_in"] == ing["rows_out"]
+    assert set(ing["by_platform"]) == {"reddit", "twitter", "blogger", "amazon"}
+
+
+def test_demo_timelines(demo):
+    from humanllm_ray.curate import TIMELINE_SCHEMA
+    from humanllm_ray.ingest import LOG_RECORD_SCHEMA
+
+    cfg, root, ing, cur = demo
+    records = read_table(str(root / "ingested" / "data"))
+    assert records.schema.equals(LOG_RECORD_SCHEMA), records.schema
+    tl = read_table(str(root / "curated" / "data"))
+    assert tl.schema.equals(TIMELINE_SCHEMA), tl.schema
+    rows = tl.to_pylist()
+    per_user: dict = {}
+    for r in rows:
+        assert r["n_records"] == len(r["records"]) > 0
+        ts = [x["timestamp"] for x in r["records"]]
+        assert ts == sorted(ts)
+        per_user.setdefault((r["platform"], r["user_id"]), 0)
+        per_user[(r["platform"], r["user_id"])] += r["n_records"]
+    assert sum(per_user.values()) == cur["rows_out"]
+    assert len(per_user) >= 30 and cur["users"] == len(per_user)
+    for platform in ("reddit", "twitter", "blogger", "amazon"):
+        counts = [n for (p, _u), n in per_user.items() if p == platform]
+        assert counts, f"no kept {platform} users"
+        assert min(counts) >= cfg.curate.min_records_per_user
+    # pseudonymous ids only
+    assert all(len(u) == 16 and all(c in "0123456789abcdef" for c in u) for _p, u in per_user)
+
+
+def test_demo_specific_facts(demo):
+    cfg, root, ing, cur = demo
+    q = _quarantine(str(root / "curated"))
+    by_reason = cur["by_reason"]
+    for reason in ("deleted_author", "bot_author", "removed_text", "not_top_level", "short_question", "retweet",
+                   "ad", "too_few_records_user"):
+        assert by_reason.get(reason, 0) >= 1, (reason, by_reason)
+    # AutoModerator and [deleted] are gone, with reasons and source locations
+    bots = [r for r in q if r["reason"] == "bot_author" and r["platform"] == "reddit"]
+    assert bots and all(r["source_file"] and r["source_line"] > 0 for r in bots)
+    records = read_table(str(root / "ingested" / "data")).to_pylist()
+    by_id = {r["record_id"]: r for r in records}
+    # raw handles never leave ingest
+    comments_file = DEMO_CORPUS_DIR / "reddit"
+    raw_lines = []
+    import zstandard
+
+    for f in sorted(comments_file.iterdir()):
+        data = f.read_bytes()
+        if f.suffix == ".zst":
+            data = zstandard.ZstdDecompressor().stream_reader(data).read()
+        raw_lines += [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    handles = {o["author"] for o in raw_lines}
+    assert not handles & {r["user_id"] for r in records}
+    assert not any(h in r["extra"] for h in handles if len(h) > 6 for r in records if r["platform"] == "reddit")
+    # a string created_utc is parsed into an int timestamp
+    str_ts = [o for o in raw_lines if isinstance(o.get("created_utc"), str)]
+    assert str_ts
+    for o in str_ts:
+        prefix = "t1_" if "body" in o else "t3_"
+        rec = by_id[f"reddit:{prefix}{o['id']}"]
+        assert rec["timestamp"] == int(o["created_utc"])
+    # reddit comments carry their submission as context (joined by link id)
+    assert any(" | " in r["context"] for r in records if r["platform"] == "reddit" and r["kind"] == "comment")
+    # the Latin-1 blog is decoded (not mojibake, not dropped)
+    latin = [f for f in (DEMO_CORPUS_DIR / "blogger").iterdir() if not _is_utf8(f.read_bytes())]
+    assert latin, "the demo corpus should hold one non-UTF-8 blog"
+    blog_id = latin[0].name.split(".")[0]
+    blog_recs = [r for r in records if r["record_id"].startswith(f"blogger:{blog_id}:")]
+    assert blog_recs and any("é" in r["text"] for r in blog_recs)
+    assert not any("\ufffd" in r["text"] or "Ã©" in r["text"] for r in blog_recs)
+    tl = read_table(str(root / "curated" / "data")).to_pylist()
+    assert blog_recs[0]["user_id"] in {t["user_id"] for t in tl}
+    # the variant duplicate (same review under two asins of one parent) collapsed to one record
+    assert ing["merged_detail"].get("variant_duplicate", 0) >= 1
+    keys = [(r["user_id"], r["timestamp"], r["text"]) for r in records if r["platform"] == "amazon"]
+    assert len(keys) == len(set(keys))
+    # amazon reviews are joined to their item metadata
+    amazon = [r for r in records if r["platform"] == "amazon"]
+    assert all(r["context"] and json.loads(r["extra"])["category"] for r in amazon)
+    cats = {}
+    for r in amazon:
+        cats.setdefault(json.loads(r["extra"])["category"], set()).add(r["item_id"])
+    assert sum(1 for items in cats.values() if len(items) >= 6) >= 2, cats
+    # PII became placeholders in what curate keeps
+    texts = [x["text"] for t in tl for x in t["records"]]
+    assert any("<EMAIL>" in t for t in texts) and any("<PHONE>" in t for t in texts)
+    assert not any("@example.com" in t for t in texts)
+    # every kept record is cleaned: no HTML entities or urlLink tokens
+    assert not any("&quot;" in t or "&amp;" in t or "urlLink" in t for t in texts)
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def test_rerun_is_noop(demo):
+    cfg, root, ing, cur = demo
+    ing2, cur2 = _run_both(cfg)
+    assert ing2["skipped"] is True and cur2["skipped"] is True
+    assert ing2["rows_out"] == ing["rows_out"] and cur2["rows_out"] == cur["rows_out"]
+
+
+# ----------------------------------------------------------------------------- malformed input
+
+
+def _malformed_sources(d: Path) -> dict:
+    import zstandard
+
+    (d / "reddit").mkdir(parents=True)
+    good = {"author": "some_user", "body": "x" * 250, "created_utc": 1600000000, "id": "abc1", "link_id": "t3_zz",
+            "parent_id": "t3_zz", "score": 3, "subreddit": "test"}
+    lines = [
+        json.dumps(good).encode(),
+        b'{"author": "a", "body": "truncated line", "created_utc": 16000',  # truncated JSON
+        b'{"author": "b", "body": "caf\xe9 latin-1 byte", "created_utc": 1600000001, "id": "u1"}',  # invalid UTF-8
+        b'{"author": "c", "body": "bare", "score": NaN, "created_utc": 1600000002, "id": "n1"}',  # bare NaN
+        json.dumps({"author": "d", "body": "no time", "id": "m1"}).encode(),  # missing field
+        json.dumps({"author": "e", "body": "typed", "created_utc": 1600000003, "id": "t1", "score": "lots"}).encode(),
+        json.dumps({"author": "f", "body": "y" * 5000, "created_utc": 1600000004, "id": "l1"}).encode(),  # too long
+        b"[1, 2, 3]",  # not an object
+    ]
+    (d / "reddit" / "bad.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    payload = b"".join(  # incompressible enough to span several zstd blocks
+        json.dumps(dict(good, id=f"z{i}", body=hashlib.sha256(str(i).encode()).hexdigest() * 6)).encode() + b"\n"
+        for i in range(2000))
+    comp = zstandard.ZstdCompressor().compress(payload)
+    (d / "reddit" / "cut.zst").write_bytes(comp[: len(comp) // 2])  # truncated .zst
+
+    (d / "blogger").mkdir()
+    (d / "blogger" / "777.male.30.Arts.Leo.xml").write_bytes(
+        b"<Blog>\r\n<date>01,May,2004</date>\r\n<post>\r\nA fine first post that is long enough to count as a "
+        b"record and has an & in it.\r\n</post>\r\n<date>02,Smarch,2004</date>\r\n<post>\r\nbad month\r\n</post>\r\n"
+        b"<date>03,May,2004</date>\r\n<post>\r\nnever closed, the file just ends here"
+    )
+    (d / "amazon").mkdir()
+    (d / "amazon" / "Toys.jsonl").write_text(
+        json.dumps({"rating": "five", "title": "t", "text": "z" * 120, "asin": "A1", "parent_asin": "A1",
+                    "user_id": "U1", "timestamp": 1600000000000}) + "\n"
+        + json.dumps({"rating": 4.0, "title": "t", "asin": "A1", "user_id": "U2", "timestamp": 1600000000000}) + "\n"
+    )
+    (d / "twitter").mkdir()
+    (d / "twitter" / "s140.csv").write_bytes(
+        b'"0","1","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","u1","a perfectly normal tweet about my day at work"\r\n'
+        b'"0","2","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","only five fields"\r\n'
+        b'"4","3","yesterday-ish","NO_QUERY","u2","a tweet with a date nobody can parse at all"\r\n'
+    )
+    return {p: [str(d / p)] for p in ("reddit", "twitter", "blogger", "amazon")}
+
+
+def test_malformed_input_is_quarantined(tmp_path):
+    from humanllm_ray import curate, ingest
+
+    srcs = _malformed_sources(tmp_path / "in")
+    ov = [f"ingest.sources.{p}=[{','.join(v)}]" for p, v in srcs.items()] + ["ingest.max_line_bytes=2000"]
+    cfg = _cfg(tmp_path / "run", *ov)
+    rep = ingest.run(cfg)
+    _assert_accounting(rep)
+    q = _quarantine(rep["output"])
+    reasons = {r["reason"] for r in q}
+    expected = {"bad_json", "invalid_utf8", "nan_value", "missing_field", "bad_type", "line_too_long",
+                "truncated_file", "bad_xml", "bad_timestamp", "bad_csv"}
+    assert expected <= reasons, reasons
+    for r in q:
+        assert r["source_file"] and r["stage"] == "ingest"
+    by = {(os.path.basename(r["source_file"]), r["reason"]): r for r in q}
+    assert by[("bad.ndjson", "bad_json")]["source_line"] == 2
+    assert by[("bad.ndjson", "invalid_utf8")]["source_line"] == 3
+    assert by[("bad.ndjson", "nan_value")]["source_line"] == 4
+    assert by[("bad.ndjson", "line_too_long")]["source_line"] == 7
+    assert ("cut.zst", "truncated_file") in by
+    assert ("777.male.30.Arts.Leo.xml", "bad_xml") in by
+    assert ("777.male.30.Arts.Leo.xml", "bad_timestamp") in by
+    # what could be read still came through: good lines, the zst prefix, the first blog post
+    assert rep["by_platform"]["reddit"]["out"] >= 500
+    assert rep["by_platform"]["blogger"]["out"] == 1
+    cur = curate.run(cfg)
+    _assert_accounting(cur)
+    assert cur["rows_in"] == rep["rows_out"]
+
+
+# ----------------------------------------------------------------------------- other formats
+
+
+def test_other_formats_and_duplicates(tmp_path):
+    """Tweet JSON (JSONL and a search response), users+tweets tables, Sentiment140 with the
+    0..5 header, Amazon 2018 (.gz) with 2018 metadata, bz2; exact and near duplicates."""
+    from humanllm_ray import curate, ingest
+
+    d = tmp_path / "in"
+    (d / "twitter").mkdir(parents=True)
+    (d / "amazon").mkdir()
+    (d / "reddit").mkdir()
+    (d / "blogger").mkdir()
+    tw = {"id_str": "900", "created_at": "Sun Aug 31 00:29:15 +0000 2014", "lang": "en",
+          "full_text": "Walked the whole river path this morning and counted eleven herons, a personal record",
+          "user": {"screen_name": "heron_counter", "description": "birds, rivers, tea"}}
+    (d / "twitter" / "tweets.jsonl").write_text(json.dumps(tw) + "\n")
+    (d / "twitter" / "search.json").write_text(json.dumps(
+        {"statuses": [dict(tw, id_str="901", full_text="Official store account: buy now and save on every order"),
+                      dict(tw, id_str="902", user={"screen_name": "acme_store_official", "description": "Official"})],
+         "search_metadata": {"count": 2}}, indent=2))
+    (d / "twitter" / "users.csv").write_text(
+        "user,id,followers,description,location\nmaker_mo,1,10,Official brand account of Mo's Shop LLC,NYC\n")
+    (d / "twitter" / "tweets.csv").write_text(
+        'user,id,tweet,date\nmaker_mo,77,"New candles are in, hand poured, come smell them this weekend at the market",'
+        '2020-05-01 10:00:00\n')
+    (d / "twitter" / "s140h.csv").write_bytes(
+        b'0,1,2,3,4,5\r\n"4","5","Tue Apr 07 10:00:00 PDT 2009","NO_QUERY","dup_a","the ferry was late again but the sunset over the water made up for every minute of it"\r\n'
+        b'"4","6","Tue Apr 07 11:00:00 PDT 2009","NO_QUERY","dup_b","The ferry was late again, but the sunset over the water made up for every minute of it!"\r\n'
+        b'"4","7","Tue Apr 07 12:00:00 PDT 2009","NO_QUERY","dup_c","the ferry was so late again but the sunset over the water made up for every minute of it"\r\n'
+    )
+    r18 = {"overall": 5.0, "verified": True, "reviewTime": "09 1, 2016", "reviewerID": "A3CIUOJXQ5VDQ2",
+           "asin": "B0000530HU", "reviewerName": "X", "summary": "Five Stars", "unixReviewTime": 1472688000,
+           "reviewText": "Smells clean, lasts all day, and a single bottle went a long way for me this summer.",
+           "vote": "1,204", "style": {"Size:": " 7.0 oz"}}
+    with gzip.open(d / "amazon" / "All_Beauty_5.json.gz", "wt") as f:
+        f.write(json.dumps(r18) + "\n" + json.dumps(dict(r18, asin="B0000530HV")) + "\n")
+    (d / "amazon" / "meta_All_Beauty.json").write_text(json.dumps(
+        {"asin": "B0000530HU", "title": "Classic Ice Blue Aftershave", "category": ["Beauty", "Aftershave"],
+         "main_cat": "All Beauty", "also_buy": []}) + "\n")
+    sub = {"author": "bz_user", "created_utc": 1500000000.0, "id": "s1", "is_self": True, "title": "A bz2 post",
+           "selftext": "text " * 80, "score": 5, "num_comments": 3, "subreddit": "test"}
+    (d / "reddit" / "RS.bz2").write_bytes(bz2.compress((json.dumps(sub) + "\n").encode()))
+
+    srcs = {p: [str(d / p)] for p in ("reddit", "twitter", "blogger", "amazon")}
+    ov = [f"ingest.sources.{p}=[{','.join(v)}]" for p, v in srcs.items()] + ["curate.min_records_per_user=1"]
+    cfg = _cfg(tmp_path / "run", *ov)
+    rep = ingest.run(cfg)
+    _assert_accounting(rep)
+    assert rep["rows_quarantined"] == 0, rep["by_reason"]
+    recs = {r["record_id"]: r for r in read_table(str(tmp_path / "run" / "ingested" / "data")).to_pylist()}
+    assert {"twitter:900", "twitter:901", "twitter:902", "twitter:77", "twitter:5", "reddit:t3_s1"} <= set(recs)
+    assert recs["twitter:900"]["timestamp"] == 1409444955
+    assert recs["twitter:5"]["timestamp"] == 1239123600  # 10:00 PDT
+    assert json.loads(recs["twitter:77"]["extra"])["author_description"].startswith("Official brand")
+    assert json.loads(recs["twitter:902"]["extra"])["author_flags"]["corporate_handle"] is True
+    amazon = [r for r in recs.values() if r["platform"] == "amazon"]
+    assert len(amazon) == 1 and rep["merged_detail"]["variant_duplicate"] == 1  # 2018 variant copies
+    a = amazon[0]
+    assert a["rating"] == 5.0 and a["timestamp"] == 1472688000 and a["context"] == "Classic Ice Blue Aftershave"
+    assert json.loads(a["extra"])["helpful_vote"] == 1204 and json.loads(a["extra"])["category"] == "All Beauty"
+    cur = curate.run(cfg)
+    _assert_accounting(cur)
+    q = {r["record_id"]: r["reason"] for r in _quarantine(cur["output"])}
+    assert q["twitter:77"] == "corporate_account" and q["twitter:902"] == "corporate_account"
+    assert q["twitter:901"] == "ad"
+    assert q["twitter:6"] == "exact_duplicate"  # same text as twitter:5 after normalization
+    assert q["twitter:7"] == "near_duplicate"
+    assert "twitter:5" not in q and "twitter:900" not in q
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+def test_realdata_all_platforms(tmp_path):
+    from humanllm_ray import curate, ingest
+
+    base = realdata_dir()
+    files = {
+        "reddit": [base / "reddit/tanaym42_anlp-project/RC_2006-01.zst",
+                   base / "reddit/tanaym42_anlp-project/AskMen_submissions.ndjson",
+                   base / "reddit/ibrahimabdelaal_Reddit-dataset-analysis-using-Hadoop/sample1.txt"],
+        "twitter": [base / "twitter/subuppaluru_RNN/training.1600000.processed.noemoticon.csv",
+                    base / "twitter/simdjson_simdjson/jsonexamples/twitter.json"],
+        "blogger": [base / "blogger/muhwagua_color-bert/blogs"],
+        "amazon": [base / "amazon/OoEthanoO_LSTMSentimentModel/All_Beauty_5.json"],
+    }
+    for p, fs in files.items():
+        for f in fs:
+            if not f.exists():
+                pytest.skip(f"real data file missing: {f}")
+    ov = [f"ingest.sources.{p}=[{','.join(str(f) for f in fs)}]" for p, fs in files.items()]
+    cfg = _cfg(tmp_path, *ov)
+    ing, cur = _run_both(cfg)
+    _assert_accounting(ing)
+    _assert_accounting(cur)
+    assert cur["rows_in"] == ing["rows_out"]
+    for p in files:
+        assert ing["by_platform"][p]["out"] > 0, (p, ing["by_platform"])
+        assert cur["by_platform"][p]["out"] > 0, (p, cur["by_platform"])
+        assert cur["by_platform"][p]["users"] > 0, (p, cur["by_platform"])
+    # known properties of these files (SOURCES.md)
+    assert ing["merged_detail"]["variant_duplicate"] >= 3000  # All_Beauty_5 repeats reviews per variant
+    assert cur["by_reason"]["bot_author"] >= 1 and cur["by_reason"]["deleted_author"] >= 1
+    assert cur["by_reason"]["not_english"] >= 50  # the Japanese/Chinese search response
+    assert SHARED_REALDATA.exists()
