@@ -108,7 +108,8 @@ def print_summary(reports: Dict[str, dict], seconds: float) -> None:
             str(r.get("rows_merged", "")),
             f"{r.get('seconds', 0):.1f}",
         )
-    console = Console(stderr=False)
+    # Wide enough for the table when stdout is a pipe or a CI log (rich defaults to 80).
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
     console.print(table)
     pub = reports.get("publish", {}).get("published_uri")
     if pub:

@@ -79,6 +79,9 @@ class IngestConfig:
     max_line_bytes: int = 8_000_000  # longer lines are quarantined (line_too_long)
     zstd_window_log_max: int = 31  # Pushshift monthly dumps need a 2 GiB window
     max_document_bytes: int = 256_000_000  # whole-document JSON (tweet search responses) above this is quarantined
+    # a word of a raw handle that marks a corporate account (author_flags.corporate_handle, set before
+    # hashing); "brand" is left out on purpose: it matches Brandon/Brandy. Bot names: curate.bot_authors.
+    corporate_handle_keywords: List[str] = field(default_factory=lambda: ["official", "store", "shop", "llc", "inc"])
 
 
 @dataclass

@@ -14,11 +14,14 @@ log = logging.getLogger("humanllm")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    if logging.getLogger().handlers:
-        logging.getLogger("humanllm").setLevel(level)
-        return
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("humanllm").setLevel(level)
+    # Ray Data logs every execution plan at INFO; our stages log what they did, so keep
+    # Ray's own chatter for debugging sessions.
+    if logging.getLevelName(level) != logging.DEBUG:
+        for name in ("ray.data", "ray.train", "ray.tune"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def init_ray(cfg: HumanLLMConfig) -> None:

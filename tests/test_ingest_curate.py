@@ -9,7 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from humanllm_ray import config, storage
@@ -88,6 +87,7 @@ def test_demo_timelines(demo):
         per_user.setdefault((r["platform"], r["user_id"]), 0)
         per_user[(r["platform"], r["user_id"])] += r["n_records"]
     assert sum(per_user.values()) == cur["rows_out"]
+    print("\ndemo kept:", {p: (c["users"], c["out"]) for p, c in cur["by_platform"].items()})
     assert len(per_user) >= 30 and cur["users"] == len(per_user)
     for platform in ("reddit", "twitter", "blogger", "amazon"):
         counts = [n for (p, _u), n in per_user.items() if p == platform]
@@ -354,8 +354,36 @@ def test_realdata_all_platforms(tmp_path):
         assert ing["by_platform"][p]["out"] > 0, (p, ing["by_platform"])
         assert cur["by_platform"][p]["out"] > 0, (p, cur["by_platform"])
         assert cur["by_platform"][p]["users"] > 0, (p, cur["by_platform"])
+    print("\nrealdata kept:", {p: (c["users"], c["out"]) for p, c in cur["by_platform"].items()})
     # known properties of these files (SOURCES.md)
     assert ing["merged_detail"]["variant_duplicate"] >= 3000  # All_Beauty_5 repeats reviews per variant
     assert cur["by_reason"]["bot_author"] >= 1 and cur["by_reason"]["deleted_author"] >= 1
     assert cur["by_reason"]["not_english"] >= 50  # the Japanese/Chinese search response
     assert SHARED_REALDATA.exists()
+
+
+# ----------------------------------------------------------------------------- S3
+
+
+def test_ingest_curate_on_s3(tmp_path, s3_bucket):
+    """Sources and run root on an S3-compatible server (moto): readers open files through
+    fsspec/s3fs in the Ray workers and stages write Parquet through pyarrow's fsspec bridge."""
+    from humanllm_ray import curate, ingest
+
+    fs, _ = storage.get_fs(s3_bucket)
+    src = f"{s3_bucket}/raw"
+    for platform in ("twitter", "blogger"):
+        for f in sorted((DEMO_CORPUS_DIR / platform).iterdir()):
+            fs.put_file(str(f), f"{src.split('://', 1)[1]}/{platform}/{f.name}")
+    ov = [f"ingest.sources.twitter=[{src}/twitter/]", f"ingest.sources.blogger=[{src}/blogger/]",
+          "ingest.use_demo_corpus=false"]
+    cfg = config.load_config(overrides=[f"run.root={s3_bucket}/run", "run.progress=false", *ov])
+    ing, cur = _run_both(cfg)
+    _assert_accounting(ing)
+    _assert_accounting(cur)
+    assert set(ing["by_platform"]) == {"twitter", "blogger"}
+    assert cur["by_platform"]["twitter"]["users"] > 0 and cur["by_platform"]["blogger"]["users"] > 0
+    assert storage.exists(f"{s3_bucket}/run/curated/_SUCCESS")
+    tl = read_table(f"{s3_bucket}/run/curated/data")
+    assert tl.num_rows == cur["timelines"]
+    assert _run_both(cfg)[1]["skipped"] is True

@@ -7,7 +7,6 @@ chat examples (ZeRO-3 ~40 ms/step; most of a test is Ray Train start-up).
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
 
@@ -17,7 +16,7 @@ import torch
 
 from humanllm_ray import storage
 from humanllm_ray.config import load_config
-from humanllm_ray.stage import read_table, write_table
+from humanllm_ray.stage import write_table
 from humanllm_ray.tasks.build import EXAMPLE_SCHEMA
 
 TOPICS = ["bread", "chess", "rain", "bikes", "tea", "jazz", "maps", "stars"]

@@ -68,7 +68,8 @@ def _record_pass_udf(ccfg):
             rating = r["rating"]
             r["rating"] = None if rating is None or rating != rating else float(rating)  # NaN -> null
             r["_reason"], r["_detail"] = reason, detail
-            r["_raw"] = (rec.title + "\n" + rec.text).strip()[:4000] if reason else ""
+            raw = (rec.title + "\n" + rec.text).strip()[:4000] if reason else ""
+            r["_raw"] = pii.scrub(raw)[0] if raw and ccfg.scrub_pii else raw  # excerpts leave curate scrubbed too
             for c in WORK_SCHEMA.names:
                 out[c].append(r[c])
         return pa.table(out, schema=WORK_SCHEMA)
@@ -88,7 +89,7 @@ def _mark_dups_udf(dropped: Dict[str, Any]):
         for i, rid in enumerate(rids):
             if rid in dropped:
                 reasons[i], details[i] = dropped[rid]
-                raws[i] = (texts[i] or "")[:4000]
+                raws[i] = (texts[i] or "")[:4000]  # already cleaned and scrubbed
         batch = batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("_detail"), "_detail", pa.array(details, pa.string()))
         return batch.set_column(batch.schema.get_field_index("_raw"), "_raw", pa.array(raws, pa.string()))

@@ -117,7 +117,7 @@ def read_context(cfg: HumanLLMConfig) -> ReadContext:
         max_document_bytes=cfg.ingest.max_document_bytes,
         zstd_window_log_max=cfg.ingest.zstd_window_log_max,
         bot_authors=list(cfg.curate.bot_authors),
-        corporate_keywords=list(cfg.curate.corporate_keywords),
+        corporate_handle_keywords=list(cfg.ingest.corporate_handle_keywords),
         s3_options=storage.s3_options(),
     )
 
@@ -191,7 +191,6 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
         "version": INGEST_VERSION,
         "ingest": to_dict(cfg)["ingest"],
         "bot_authors": list(cfg.curate.bot_authors),
-        "corporate_keywords": list(cfg.curate.corporate_keywords),
         "files": stamps,
     }
 

@@ -32,7 +32,7 @@ class ReadContext:
     max_document_bytes: int = 256_000_000
     zstd_window_log_max: int = 31
     bot_authors: List[str] = field(default_factory=lambda: ["automoderator", "autotldr"])
-    corporate_keywords: List[str] = field(default_factory=list)
+    corporate_handle_keywords: List[str] = field(default_factory=lambda: ["official", "store", "shop", "llc", "inc"])
     s3_options: Dict[str, Any] = field(default_factory=dict)
     batch_rows: int = 5000
 
@@ -273,21 +273,41 @@ def decode_legacy(data: bytes) -> Tuple[str, str]:
 # ----------------------------------------------------------------------------- authors
 
 
+_TOKEN_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_NOT_BOTS = ("robot", "talbot", "abbot", "cabot", "bigbot")
+
+
+def handle_tokens(handle: str) -> List[str]:
+    """'EnglishTeaStore' -> ['english', 'tea', 'store']; 'NOT_ah_BOT' -> ['not', 'ah', 'bot']."""
+    return [t.lower() for t in _TOKEN_RE.findall(handle)]
+
+
 def author_flags(handle: Optional[str], ctx: ReadContext) -> Dict[str, bool]:
-    """Flags that need the raw handle, computed before it is hashed away."""
+    """Flags that need the raw handle, computed before it is hashed away.
+
+    bot: a known bot name (``curate.bot_authors``) or a name whose last word is "bot"
+    (``CaptionBot``, ``flair_your_post_bot``, all-lowercase ``autowikibot``; not ``hawaiianrobot``
+    or ``iantalbot``). corporate_handle: a word of the handle is one of
+    ``ingest.corporate_handle_keywords`` (``EnglishTeaStore``, ``RSPCA_official``; not
+    ``JonDBishop`` or ``BrandonB``), or an all-lowercase handle starts/ends with one.
+    """
     h = (handle or "").strip()
     low = h.lower()
     deleted = low in ("", "[deleted]", "[removed]", "deleted", "none", "null")
+    if deleted:
+        return {"deleted": True, "bot": False, "corporate_handle": False}
+    tokens = handle_tokens(h)
     bots = {b.lower() for b in ctx.bot_authors}
-    bot = (low in bots) or low.endswith("bot") or low.endswith("_bot") or low.endswith("-bot")
-    corporate = False
-    if low and not deleted:
-        for kw in ctx.corporate_keywords:
-            k = re.sub(r"[^a-z0-9]", "", kw.lower())
-            if len(k) >= 4 and (low.startswith(k) or low.endswith(k) or f"_{k}" in low or f"{k}_" in low):
-                corporate = True
-                break
-    return {"deleted": deleted, "bot": bool(bot and not deleted), "corporate_handle": corporate}
+    bot = low in bots or (bool(tokens) and tokens[-1] == "bot")
+    if not bot and h == low and low.endswith("bot") and not low.endswith(_NOT_BOTS):
+        bot = True
+    kws = [re.sub(r"[^a-z0-9]", "", k.lower()) for k in ctx.corporate_handle_keywords]
+    kws = [k for k in kws if k]
+    corporate = any(t in kws for t in tokens)
+    if not corporate and h == low:
+        flat = re.sub(r"[^a-z0-9]", "", low)
+        corporate = any(len(k) >= 4 and (flat.startswith(k) or flat.endswith(k)) for k in kws)
+    return {"deleted": False, "bot": bool(bot), "corporate_handle": bool(corporate)}
 
 
 # ----------------------------------------------------------------------------- time

@@ -11,7 +11,6 @@ the base architecture (with the LoRA wrapper when training used one, folded back
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from typing import Any, Dict, Optional
@@ -77,7 +76,3 @@ def export_hf_model(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported trained model (%d tensors) to %s", len(state_dict), dest_uri)
     return dest_uri
-
-
-def model_files(uri: str):
-    return sorted(os.path.basename(f) for f in storage.ls_files(uri))

@@ -30,6 +30,8 @@ from ..config import HumanLLMConfig
 log = logging.getLogger("humanllm")
 
 TRAINER_STATE = "trainer_state.json"
+# Collated tensors the model takes (packed batches carry position_ids instead of a mask).
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "labels")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,6 @@ class LoopSpec:
     total_steps: int
     micro_batches_per_epoch: int  # per worker; equal on every rank (equal streaming split)
     model_uri: str  # where rank 0 exports the final model
-    packed: bool = False
     fail_at_step: Optional[int] = None  # test hook: the last rank dies once, after this step
 
 
@@ -209,13 +210,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         loss_sum, tokens, epoch = 0.0, 0, 0
         for _ in range(accum):
             epoch, mb = next(batches)
-            out = engine(
-                input_ids=mb["input_ids"],
-                attention_mask=mb.get("attention_mask"),
-                position_ids=mb.get("position_ids"),
-                labels=mb["labels"],
-                use_cache=False,
-            )
+            inputs = {k: mb[k].to(engine.device) for k in MODEL_INPUTS if k in mb}
+            out = engine(**inputs, use_cache=False)
             engine.backward(out.loss)
             engine.step()  # optimizer + LR schedule step only on the accumulation boundary
             loss_sum += float(out.loss.detach().float())

@@ -29,7 +29,7 @@ from ..config import HumanLLMConfig, config_hash
 from ..runtime import RunPaths, init_ray
 from ..stage import QUARANTINE_COLUMNS, StageDir, StageResult, run_stage
 from .data import pack_batch, tokenize_batch
-from .ds_config import build_deepspeed_config, zero_stage_of
+from .ds_config import load_raw, zero_stage_of
 from .loop import LoopSpec, train_loop_per_worker
 from .metrics import mean_of, plot_loss_curve, write_metrics_jsonl
 
@@ -148,7 +148,7 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
         log.info(
             "train: %d examples (%d rows) -> %d workers x %d micro-batches/epoch, %d steps, ZeRO-%d",
             n_ok, n_rows, world, micro_per_epoch, total_steps,
-            zero_stage_of(build_deepspeed_config(tcfg, world_size=world, hidden_size=1)),
+            zero_stage_of(load_raw(tcfg)),
         )
 
         # Ray Train takes a bare path plus a pyarrow filesystem for s3:// (None: local).
@@ -162,7 +162,6 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
                     total_steps=total_steps,
                     micro_batches_per_epoch=micro_per_epoch,
                     model_uri=model_uri,
-                    packed=tcfg.packing,
                     fail_at_step=_fail_at_step(),
                 )
             },
