@@ -135,7 +135,9 @@ def build_tiny_model(out_dir: str, tiny: TinyModelConfig, corpus_dir: Path = DEM
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
     os.makedirs(out_dir, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    # is_main_process=True: inside a Ray Train worker of rank > 0 transformers would
+    # otherwise skip writing the weights, and an empty folder would enter the cache.
+    model.save_pretrained(out_dir, safe_serialization=True, is_main_process=True)
     tokenizer.save_pretrained(out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     with open(os.path.join(out_dir, "humanllm_tiny.json"), "w") as fh:
@@ -144,16 +146,29 @@ def build_tiny_model(out_dir: str, tiny: TinyModelConfig, corpus_dir: Path = DEM
     return out_dir
 
 
+def _is_complete_model_dir(path: str) -> bool:
+    if not os.path.exists(os.path.join(path, "config.json")):
+        return False
+    names = os.listdir(path)
+    return any(n.endswith((".safetensors", ".bin")) or n.endswith(".index.json") for n in names)
+
+
 def _atomic_build(final_dir: str, build) -> str:
     """Build into a temp folder beside final_dir and rename, so concurrent processes
-    (Ray actors and train workers resolving the same base) never see half a model."""
-    if os.path.exists(os.path.join(final_dir, "config.json")):
+    (Ray actors and train workers resolving the same base) never see half a model.
+    A cached folder without weights (from an interrupted or faulty build) is rebuilt."""
+    if _is_complete_model_dir(final_dir):
         return final_dir
+    if os.path.exists(final_dir):
+        log.warning("model cache %s is incomplete (no weights); rebuilding it", final_dir)
+        shutil.rmtree(final_dir, ignore_errors=True)
     parent = os.path.dirname(final_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".build-", dir=parent)
     try:
         build(tmp)
+        if not _is_complete_model_dir(tmp):
+            raise RuntimeError(f"model build into {tmp} produced no config.json or weights")
         try:
             os.rename(tmp, final_dir)
         except OSError:

@@ -34,7 +34,11 @@ log = logging.getLogger("humanllm")
 
 CURATE_VERSION = 1
 WORK_SCHEMA = pa.schema(
-    LOG_RECORD_FIELDS + [pa.field("_reason", pa.string()), pa.field("_detail", pa.string()), pa.field("_raw", pa.string())]
+    LOG_RECORD_FIELDS
+    + [pa.field("_reason", pa.string()), pa.field("_detail", pa.string()), pa.field("_raw", pa.string()),
+       # the Ray node that ran the record pass for this row; only counted into the report
+       # (extra["nodes"]), never written out: data and quarantine select their own columns
+       pa.field("_node", pa.string())]
 )
 
 
@@ -42,6 +46,10 @@ def _record_pass_udf(ccfg):
     """map_batches UDF: filters + cleaning + PII + language for a batch of LogRecords."""
 
     def udf(batch: pa.Table) -> pa.Table:
+        import ray
+
+        # where this batch runs (counted into the report's "nodes"); "" when called outside Ray
+        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
         out = {c: [] for c in WORK_SCHEMA.names}
         for r in batch.select(LOG_RECORD_COLUMNS).to_pylist():
             try:
@@ -70,6 +78,7 @@ def _record_pass_udf(ccfg):
             r["_reason"], r["_detail"] = reason, detail
             raw = (rec.title + "\n" + rec.text).strip()[:4000] if reason else ""
             r["_raw"] = pii.scrub(raw)[0] if raw and ccfg.scrub_pii else raw  # excerpts leave curate scrubbed too
+            r["_node"] = node_id
             for c in WORK_SCHEMA.names:
                 out[c].append(r[c])
         return pa.table(out, schema=WORK_SCHEMA)
@@ -148,13 +157,18 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     ds = _read_records(in_uri)
     if ds is None:
         log.warning("curate: no ingested records under %s", in_uri)
-        return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0})
+        return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0, "nodes": {}})
     in_counts = count_by(ds, ["platform"])
     n_in = sum(in_counts.values())
 
     # 1. record filters, cleaning, PII, language
     work = ds.map_batches(_record_pass_udf(ccfg), batch_format="pyarrow", batch_size=1024).materialize()
-    n_pass = sum(n for (r,), n in count_by(work, ["_reason"]).items() if r == "")
+    pass_counts = count_by(work, ["_reason", "_node"])
+    n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
+    # records processed by the record pass per Ray node (shows the work spread over a cluster)
+    nodes: Dict[str, int] = {}
+    for (_r, node), n in pass_counts.items():
+        nodes[node] = nodes.get(node, 0) + n
 
     # 2. duplicates among the records that passed
     passed = work.filter(expr=col_in("_reason", ""))
@@ -212,7 +226,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         rows_merged=0,
         by_reason=by_reason,
         by_platform=by_platform,
-        extra={"users": users, "timelines": n_timelines, "dedup": dedup_stats,
+        extra={"users": users, "timelines": n_timelines, "dedup": dedup_stats, "nodes": nodes,
                "schema": [f"{f.name}:{f.type}" for f in TIMELINE_SCHEMA]},
     )
 

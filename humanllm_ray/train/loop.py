@@ -148,6 +148,7 @@ def _restore(engine, checkpoint) -> TrainerState:
 
 def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     import deepspeed
+    import ray
     import ray.train
     import torch
     import torch.distributed as dist
@@ -245,6 +246,10 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             ray.train.report(_report_metrics(state, tcfg.report_every))
 
     loop_seconds = time.perf_counter() - loop_started  # this attempt's steps incl. reports/checkpoints
+    # Which Ray node each rank ran on (train report: worker_nodes {rank: node_id}); a
+    # collective, so every rank takes part; rank 0 keeps the list.
+    worker_nodes: List[Any] = [None] * world
+    dist.all_gather_object(worker_nodes, (rank, ray.get_runtime_context().get_node_id()))
     state_dict = gather_state_dict(engine)  # collective under ZeRO-3
     if rank != 0:
         return None
@@ -259,4 +264,5 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         "deepspeed_config": ds_config,
         "world_size": world,
         "loop_seconds": loop_seconds,
+        "worker_nodes": {str(r): node for r, node in sorted(worker_nodes)},
     }

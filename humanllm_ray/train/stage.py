@@ -202,6 +202,7 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
             extra={
                 "zero_stage": summary_w0["zero_stage"],
                 "num_workers": summary_w0["world_size"],
+                "worker_nodes": summary_w0.get("worker_nodes", {}),  # {rank: Ray node id}, last attempt
                 "loss_first": history[0]["loss"],
                 "loss_last": history[-1]["loss"],
                 "loss_first5_mean": mean_of(history, "loss", slice(0, 5)),
