@@ -4,6 +4,7 @@
     humanllm <stage> [--config FILE ...] [key=value ...]    one stage
     humanllm config show [--config FILE ...] [key=value ...]
     humanllm verify URI | load URI --to DIR | simulate --model URI --profile FILE --scenario TEXT
+    humanllm plan --logs 5.5e6 --gpus 32 --gpu-type h100 --model 7b   capacity plan (conf/rates.yaml)
 
 Overrides are omegaconf dotlist entries (``train.num_workers=2``,
 ``ingest.sources.reddit=[s3://bucket/RC_2019-01.zst]``); a wrong key or type is a
@@ -84,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True, help="the situation to respond to")
     p.add_argument("--max-new-tokens", type=int, default=128)
     _add_config_args(p)
+
+    p = sub.add_parser("plan", help="capacity plan: hours and cost per stage (rates in conf/rates.yaml)")
+    p.add_argument("--logs", type=float, required=True, help="raw log records, e.g. 5.5e6")
+    p.add_argument("--gpus", type=int, required=True, help="GPUs for the GPU stages")
+    p.add_argument("--gpu-type", default="h100", help="a key of gpus: in rates.yaml (h100, a100, l40s)")
+    p.add_argument("--model", default="7b", help="a key of models: in rates.yaml (3b, 7b, 8b)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs for the CPU stages (default: cluster.cpus)")
+    p.add_argument("--input-files", type=int, default=None, help="raw input files (caps ingest parallelism)")
+    p.add_argument("--rates", default=None, metavar="FILE", help="YAML layered over conf/rates.yaml")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON too")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="rates overrides, e.g. prices.gpu_hour.h100=5")
     return parser
 
 
@@ -124,6 +136,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "plan":  # no run config involved: rates.yaml and its overrides
+        return _plan_command(args)
     try:
         cfg = _load(args)
     except ConfigError as exc:
@@ -157,6 +171,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     print_summary(reports, time.perf_counter() - t0)
     if getattr(args, "json", False):
         print(json.dumps(reports, indent=2, default=str))
+    return 0
+
+
+def _plan_command(args) -> int:
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .plan import PlanError, load_rates, make_plan, print_plan
+
+    try:
+        rates = load_rates(args.rates, args.overrides)
+        plan = make_plan(args.logs, args.gpus, args.gpu_type, args.model, cpus=args.cpus,
+                         input_files=args.input_files, rates=rates)
+    except (PlanError, OmegaConfBaseException, OSError, ValueError, TypeError, KeyError) as exc:  # one line, no trace
+        print(f"humanllm: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print_plan(plan, rates)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
     return 0
 
 

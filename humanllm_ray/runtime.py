@@ -20,6 +20,9 @@ def setup_logging(level: str = "INFO") -> None:
     # Ray Data logs every execution plan at INFO; our stages log what they did, so keep
     # Ray's own chatter for debugging sessions.
     if logging.getLevelName(level) != logging.DEBUG:
+        # Ray Data configures its own logger (level DEBUG, console INFO) when imported;
+        # RAY_DATA_LOG_LEVEL is the knob it honours. Set it to INFO/DEBUG to see plans again.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
         for name in ("ray.data", "ray.train", "ray.tune"):
             logging.getLogger(name).setLevel(logging.WARNING)
 

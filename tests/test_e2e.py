@@ -94,7 +94,8 @@ def test_run_embedded_default_end_to_end(tmp_path):
     mtime = Path(root, "published", "humanllm-tiny", "latest").stat().st_mtime_ns
     again = humanllm("run", f"run.root={root}", *FAST, "--json")
     rerun = json.loads(again.stdout[again.stdout.index("\n{") :])
-    assert all(r.get("skipped") for r in rerun.values()), {k: r.get("skipped") for k, r in rerun.items()}
+    not_skipped = [name for name, r in rerun.items() if not r.get("skipped")]
+    assert not_skipped == [], f"stages that ran again on an identical rerun: {not_skipped}\n{again.stderr[-3000:]}"
     assert published_versions(storage.join(root, "published"), "humanllm-tiny") == versions
     assert Path(root, "published", "humanllm-tiny", "latest").stat().st_mtime_ns == mtime
 
