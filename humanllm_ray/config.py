@@ -294,6 +294,30 @@ class EvalConfig:
     bootstrap_samples: int = 1000
     confidence: float = 0.95
     benchmark_max_items: int = 100  # per benchmark family (ToMBench, SocialIQA, MotiveBench, ...)
+    # Personalization gain: loss of the real text without vs with the persona/history.
+    personalization_tasks: List[str] = field(default_factory=lambda: ["writing_imitation", "personalized_commenting"])
+    # Style similarity: a short greedy generation vs the real text (0 = skip the generation).
+    style_max_new_tokens: int = 48
+    style_max_chars: int = 600  # the real text is cut to this many characters for the comparison
+    # LLM-judge scores of generated answers (the QC engine: synth.engine); off by default (slow on CPU).
+    judge: bool = False
+    judge_tasks: List[str] = field(default_factory=lambda: ["social_qa", "profile_generation"])
+    judge_max_items: int = 20  # per task
+    judge_answer_max_new_tokens: int = 96  # the evaluated model's answer
+    judge_max_new_tokens: int = 128  # the judge's JSON reply
+    judge_max_context_chars: int = 2000
+    # Role-play checklists (psychological-patterns HumanLLM dataset, arXiv 2601.10198): its
+    # Dataset/ folder (local or s3://); None = skip.
+    checklists: Optional[str] = None
+    checklist_splits: List[str] = field(default_factory=lambda: ["id_eval"])
+    checklist_variations: bool = True
+    checklist_judge: str = "llm"  # llm (the QC engine) | keyword (lexical baseline, not an LLM)
+    checklist_keyword_threshold: float = 0.5
+    checklist_max_scenarios: int = 20
+    checklist_max_turns: int = 3  # judged turns per character
+    checklist_max_new_tokens: int = 96  # per generated in-character turn
+    checklist_items_per_request: int = 8
+    checklist_reference: bool = True  # also judge the dataset's own turns (a calibration row)
 
 
 @dataclass

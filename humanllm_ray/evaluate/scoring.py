@@ -154,3 +154,57 @@ def with_answer(messages: Sequence[Dict[str, str]], answer: str) -> List[Dict[st
             m["content"] = answer
             break
     return out
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def greedy_generate(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[Dict[str, str]]],
+    max_new_tokens: int,
+    *,
+    batch_size: int = 8,
+    max_length: int = 1024,
+) -> List[str]:
+    """Greedy continuations of chat prompts (each ends before the assistant turn), batched with
+    left padding. A prompt longer than ``max_length - max_new_tokens`` keeps its end."""
+    if not prompts:
+        return []
+    keep = max(8, int(max_length) - int(max_new_tokens))
+    encoded = []
+    for messages in prompts:
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        ids = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True, add_generation_prompt=True)["input_ids"]
+        encoded.append(list(ids)[-keep:])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos.append(tokenizer.eos_token_id)
+    device = next(model.parameters()).device
+    out: List[str] = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    for start in range(0, len(order), max(1, batch_size)):
+        chunk = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            n = len(encoded[i])
+            ids[row, width - n :] = torch.tensor(encoded[i])
+            attention[row, width - n :] = 1
+        generated = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=attention.to(device),
+            max_new_tokens=int(max_new_tokens),
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=eos or None,
+        )
+        texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+        for i, text in zip(chunk, texts):
+            out[i] = text.strip()
+    return out
