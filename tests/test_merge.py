@@ -146,6 +146,32 @@ def test_linear_matches_torch(models, tmp_path):
     assert_states_close(read_state(str(out2)), expected)
 
 
+def test_blocked_streaming_equals_whole_tensor_merge(models, tmp_path):
+    """Elementwise methods stream big tensors in row blocks: any block size gives the same bytes."""
+    import filecmp
+
+    for method, base in (("linear", None), ("task_arithmetic", models["base"])):
+        whole, blocked = tmp_path / f"{method}-whole", tmp_path / f"{method}-blocked"
+        kwargs = dict(method=method, weights=[0.7, 0.4], base=base, max_shard_bytes=3_000_000)
+        merge_models([models["sft"], models["sft2"]], str(whole), **kwargs)
+        merge_models([models["sft"], models["sft2"]], str(blocked), block_bytes=3000, **kwargs)
+        names = sorted(os.listdir(whole))
+        assert filecmp.cmpfiles(whole, blocked, names, shallow=False)[0] == names
+
+
+def test_streamed_shards_are_standard_safetensors(models, tmp_path):
+    """The engine writes shard headers itself: safetensors' own loader and save_file agree."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "m"
+    merge_models([models["sft"], models["base"]], str(out), dtype="bfloat16")
+    loaded = load_file(str(out / "model.safetensors"))
+    save_file(loaded, str(tmp_path / "resaved.safetensors"), metadata={"format": "pt"})
+    with safe_open(str(out / "model.safetensors"), framework="pt") as fh:
+        assert fh.metadata() == {"format": "pt"}
+    assert os.path.getsize(out / "model.safetensors") == os.path.getsize(tmp_path / "resaved.safetensors")
+
+
 def test_task_arithmetic_matches_torch(models, tmp_path):
     out = tmp_path / "ta"
     weights = [0.7, 0.4]
@@ -389,3 +415,155 @@ def test_merge_output_is_deterministic_and_path_independent(models, tmp_path):
     assert names == sorted(os.listdir(b)) and "model.safetensors.index.json" in names
     match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
     assert mismatch == [] and errors == []
+
+
+# --------------------------------------------------------------------------- LoRA folding
+
+
+def _randomize_lora(peft_model, seed: int) -> None:
+    """peft initialises B to zero (a no-op adapter): give every LoRA matrix non-zero values."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def make_adapter(base_dir: str, out_dir, seed: int = 0, **lora_kwargs):
+    """A peft LoRA adapter on ``base_dir`` with random non-zero A and B; returns (adapter dir,
+    the folded state dict from peft's own merge_and_unload)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(**lora_kwargs))
+    _randomize_lora(peft_model, seed)
+    with torch.no_grad():  # modules_to_save copies: change them too, so replacing is tested
+        for name, p in peft_model.named_parameters():
+            if "modules_to_save" in name:
+                p.add_(0.01)
+    peft_model.save_pretrained(str(out_dir))
+    merged = peft_model.merge_and_unload()
+    return str(out_dir), {k: v.detach().clone() for k, v in merged.state_dict().items()}
+
+
+def _stored_only(expected: dict, model_dir: str) -> dict:
+    """state_dict() lists tied weights twice; compare the tensors the checkpoint stores."""
+    stored = read_state(model_dir)
+    return {k: v for k, v in expected.items() if k in stored}
+
+
+@pytest.mark.parametrize("block_bytes", [None, 5000])
+def test_lora_fold_matches_peft_merge_and_unload(models, tmp_path, block_bytes):
+    """Folded whole, and folded in row blocks of ~5 kB (every big tensor in many blocks)."""
+    from humanllm_ray.merge import fold_lora
+
+    adapter, expected = make_adapter(
+        models["base"],
+        tmp_path / "adapter",
+        seed=1,
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "down_proj", "embed_tokens"],
+        modules_to_save=["lm_head"],
+        rank_pattern={"down_proj": 2},
+        alpha_pattern={"v_proj": 3},
+    )
+    adapter_keys = list(safe_open(os.path.join(adapter, "adapter_model.safetensors"), framework="pt").keys())
+    assert any(k.startswith("base_model.model.") and k.endswith(".lora_A.weight") for k in adapter_keys)
+    assert not os.path.exists(os.path.join(adapter, "config.json"))
+
+    out = tmp_path / "folded"
+    kwargs = {"block_bytes": block_bytes} if block_bytes else {}
+    summary = fold_lora(adapter, str(out), max_shard_bytes=2_000_000, **kwargs)  # base: adapter_config's base_model_name_or_path
+    assert summary.shards > 1
+    folded = read_state(str(out))
+    assert_states_close(folded, _stored_only(expected, models["base"]))
+    base = read_state(models["base"])
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.3.mlp.down_proj.weight", "model.embed_tokens.weight", "lm_head.weight"):
+        assert not torch.equal(folded[name], base[name]), name  # the adapter really changed them
+    assert torch.equal(folded["model.layers.0.self_attn.k_proj.weight"], base["model.layers.0.self_attn.k_proj.weight"])
+    for f in ("config.json", "tokenizer.json"):
+        assert (out / f).exists(), f
+
+
+def test_lora_fold_rslora_and_bf16_output(models, tmp_path):
+    from humanllm_ray.merge import fold_lora
+
+    adapter, expected = make_adapter(
+        models["base"], tmp_path / "adapter", seed=2, r=8, lora_alpha=16, use_rslora=True, target_modules=["o_proj", "up_proj"]
+    )
+    fold_lora(adapter, str(tmp_path / "f32"))
+    assert_states_close(read_state(str(tmp_path / "f32")), _stored_only(expected, models["base"]))
+    fold_lora(adapter, str(tmp_path / "bf16"), dtype="bfloat16")
+    state, f32 = read_state(str(tmp_path / "bf16")), read_state(str(tmp_path / "f32"))
+    # Folded in float32, cast once at the end (peft's fp32 result can differ by an ulp,
+    # which may round to the neighbouring bf16 value, so compare with our fp32 fold).
+    for k, v in f32.items():
+        assert state[k].dtype == torch.bfloat16 and torch.equal(state[k], v.to(torch.bfloat16)), k
+
+
+def test_lora_fold_fan_in_fan_out_gpt2(tmp_path):
+    """GPT-2 stores Conv1D weights as [in, out]: peft's fan_in_fan_out=True."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    base_dir = tmp_path / "gpt2"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=2, vocab_size=300, n_positions=64)).save_pretrained(str(base_dir))
+    adapter, expected = make_adapter(
+        str(base_dir), tmp_path / "adapter", seed=3, r=4, lora_alpha=4, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True
+    )
+    assert json.loads(open(os.path.join(adapter, "adapter_config.json")).read())["fan_in_fan_out"] is True
+    from humanllm_ray.merge import fold_lora
+
+    for block_bytes in (None, 1000):  # whole tensors, and row blocks (the transposed update sliced by columns of A)
+        out = tmp_path / f"folded-{block_bytes}"
+        fold_lora(adapter, str(out), **({"block_bytes": block_bytes} if block_bytes else {}))
+        assert_states_close(read_state(str(out)), _stored_only(expected, str(base_dir)))
+
+
+def test_stage_merges_a_lora_adapter_with_its_base_on_ray(models, tmp_path, ray_local):
+    """merge.models=[adapter, base]: folded first, then the linear 0.5/0.5 merge. The adapter
+    names a hub model that is not here, so the stage falls back to model.base."""
+    adapter, folded = make_adapter(models["base"], tmp_path / "adapter", seed=4, r=4, lora_alpha=8, target_modules=["q_proj", "gate_proj"])
+    cfg_path = os.path.join(adapter, "adapter_config.json")
+    adapter_cfg = json.loads(open(cfg_path).read())
+    adapter_cfg["base_model_name_or_path"] = "some-org/not-on-this-machine"
+    open(cfg_path, "w").write(json.dumps(adapter_cfg))
+
+    root = tmp_path / "run"
+    cfg = _stage_cfg(root, f"model.base={models['base']}", f"merge.models=[{adapter},base]", "merge.max_shard_bytes=1000000")
+    report = merge.run(cfg)
+    assert report["shards"] > 2
+    base = read_state(models["base"])
+    expected = ref_linear([_stored_only(folded, models["base"]), base], [0.5, 0.5])
+    assert_states_close(read_state(str(root / "merged" / "model")), expected)
+    assert merge.run(cfg)["skipped"] is True
+
+
+def test_lora_adapter_that_does_not_fit_fails_before_writing(models, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    other = tmp_path / "other"
+    config = LlamaConfig.from_pretrained(models["base"])
+    config.hidden_size, config.head_dim = 128, 32
+    LlamaForCausalLM(config).save_pretrained(str(other))
+    adapter, _ = make_adapter(str(other), tmp_path / "adapter", seed=5, r=2, lora_alpha=2, target_modules=["q_proj"])
+    out = tmp_path / "out"
+    # The adapter was trained on a 128-wide model; fold it into the 256-wide base instead.
+    cfg_path = os.path.join(adapter, "adapter_config.json")
+    adapter_cfg = json.loads(open(cfg_path).read())
+    adapter_cfg["base_model_name_or_path"] = models["base"]
+    open(cfg_path, "w").write(json.dumps(adapter_cfg))
+    with pytest.raises(MergeError, match=r"q_proj\.weight.*\[128, 128\] update.*\[256, 256\]"):
+        merge_models([adapter, models["base"]], str(out))
+    assert not out.exists()
+
+    dora = tmp_path / "dora"
+    shutil.copytree(adapter, dora)
+    dora_cfg = json.loads((dora / "adapter_config.json").read_text())
+    dora_cfg["use_dora"] = True
+    (dora / "adapter_config.json").write_text(json.dumps(dora_cfg))
+    with pytest.raises(MergeError, match="DoRA"):
+        merge_models([str(dora)], str(out))
+    assert not out.exists()

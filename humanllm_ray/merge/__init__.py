@@ -9,6 +9,11 @@ in ``model/`` (Hugging Face layout, sharded safetensors + index when over
     merge.models=[A, B]        default: [{run.root}/train/model, model.base]
                                ("sft" and "base" are accepted as names for those two)
     merge.weights=[0.5, 0.5]   merge.method=linear|task_arithmetic|ties|slerp
+
+An entry of merge.models may be a peft LoRA adapter folder (adapter_config.json +
+adapter_model.safetensors): it is folded into its base first (its recorded
+base_model_name_or_path, else model.base), tensor by tensor as the shards are computed,
+then merged as usual (see :mod:`humanllm_ray.merge.lora`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ..config import HumanLLMConfig
 from ..runtime import RunPaths, init_ray
 from ..stage import StageDir, StageResult, run_stage
 from .engine import MergePlan, MergeSummary, execute_plan, merge_models, plan_merge
+from .lora import fold_lora, is_adapter_dir
 from .registry import MergeMethod, available_methods, get_method, register
 from .sources import MergeError, source_fingerprint
 
@@ -38,6 +44,7 @@ __all__ = [
     "get_method",
     "available_methods",
     "resolve_models",
+    "fold_lora",
 ]
 
 log = logging.getLogger("humanllm")
@@ -68,6 +75,8 @@ def resolve_models(cfg: HumanLLMConfig) -> List[str]:
 def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> dict:
     """Run the merge stage; returns its report. Raises MergeError before writing anything
     when the inputs do not fit together (architecture, shapes, vocab, missing tensors)."""
+    from ..model import ensure_base_model
+
     storage.configure(cfg.s3)
     paths = RunPaths.from_config(cfg)
     out_uri = storage.normalize(output_uri or cfg.merge.output or paths.merged)
@@ -75,9 +84,9 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> dict:
     method = get_method(cfg.merge.method)
     base = _resolve_name(cfg, cfg.merge.base_model or "base") if method.needs_base else None
     for uri in models + ([base] if base else []):
-        if not storage.exists(storage.join(uri, "config.json")):
+        if not storage.exists(storage.join(uri, "config.json")) and not is_adapter_dir(uri):
             hint = " (run the train stage first)" if uri == trained_model_uri(cfg) else ""
-            raise MergeError(f"merge input {uri} is not a model folder (no config.json){hint}")
+            raise MergeError(f"merge input {uri} is not a model folder (no config.json) nor a LoRA adapter folder{hint}")
 
     # Validate and plan before run_stage touches the output folder: a bad input must leave
     # no trace (not even an empty stage folder).
@@ -90,14 +99,17 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> dict:
         max_shard_bytes=cfg.merge.max_shard_bytes,
         dtype=cfg.merge.dtype,
         cache_dir=cfg.model.cache_dir,
+        lora_base=lambda: ensure_base_model(cfg),  # only for adapters whose recorded base is not here
     )
     use_ray = cfg.merge.use_ray and len(plan.shards) > 1
     if use_ray:
         init_ray(cfg)
 
+    # LoRA inputs fold into a base: its files are inputs of the stage too.
+    lora_bases = [s.lora.base_uri for s in plan.inputs + ([plan.base] if plan.base else []) if s.lora is not None]
     fingerprint = {
         "merge": {k: v for k, v in asdict(cfg.merge).items() if k not in ("output", "use_ray", "num_cpus_per_shard")},
-        "models": {uri: source_fingerprint(uri) for uri in models + ([base] if base else [])},
+        "models": {uri: source_fingerprint(uri) for uri in dict.fromkeys(models + ([base] if base else []) + lora_bases)},
     }
     upstream = [paths.train] if trained_model_uri(cfg) in models and storage.exists(paths.train) else []
 

@@ -1,8 +1,10 @@
 """The merge-method registry.
 
-A merge method is a pure function of one tensor name's inputs: the matching tensors of
+A merge method is a function of one tensor name's inputs: the matching tensors of
 every input model (already float32, same shape), their weights, the reference ("base")
-tensor when the method works on task vectors, and the method's parameters. Everything
+tensor when the method works on task vectors, and the method's parameters. The input
+tensors are the engine's own float32 copies: a method may overwrite them and return one
+of them (linear and task arithmetic do, so streaming a block allocates nothing). Everything
 else — reading shards, validation, dtype, sharding the output, Ray — is the streaming
 engine's job (:mod:`humanllm_ray.merge.engine`), so a method stays a few lines of torch.
 
@@ -32,6 +34,9 @@ class MergeMethod:
     num_models: Optional[int] = None  # exact number of input models, when the method fixes it
     params: Tuple[str, ...] = field(default_factory=tuple)  # merge.* config keys the method reads
     description: str = ""
+    # Each output entry depends only on the same entry of the inputs: the engine may then
+    # call the method on row blocks of a tensor instead of the whole tensor (bounded memory).
+    elementwise: bool = False
 
     def __call__(
         self,
@@ -53,6 +58,7 @@ def register(
     num_models: Optional[int] = None,
     params: Tuple[str, ...] = (),
     description: str = "",
+    elementwise: bool = False,
 ) -> Callable[[MergeFn], MergeFn]:
     """Decorator: register ``fn`` as merge method ``name``."""
 
@@ -66,6 +72,7 @@ def register(
             num_models=num_models,
             params=tuple(params),
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
+            elementwise=elementwise,
         )
         return fn
 

@@ -12,10 +12,13 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .. import storage
 from ..model import resolve_model_dir
+
+if TYPE_CHECKING:
+    from .lora import BaseFallback, LoraSpec
 
 log = logging.getLogger("humanllm")
 
@@ -63,6 +66,13 @@ class ModelSource:
     config: Dict
     tensors: Dict[str, TensorInfo]
     aliases: Dict[str, str] = field(default_factory=dict)  # missing name -> stored name (tied lm_head)
+    # A LoRA adapter input: config/tensors/local_dir are its base's, folded on read.
+    lora: Optional["LoraSpec"] = None
+
+    @property
+    def weights_uri(self) -> str:
+        """Where the stored tensors live (the base of an adapter input)."""
+        return self.lora.base_uri if self.lora is not None else self.uri
 
     @property
     def tied(self) -> bool:
@@ -75,9 +85,27 @@ class ModelSource:
         return self.tensors.get(self.stored_name(name))
 
 
-def open_source(uri: str, cache_dir: str = "~/.cache/humanllm_ray") -> ModelSource:
-    """Read a model folder's config and safetensors headers (s3 folders are fetched to the cache)."""
+def open_source(uri: str, cache_dir: str = "~/.cache/humanllm_ray", lora_base: "BaseFallback" = None) -> ModelSource:
+    """Read a model folder's config and safetensors headers (s3 folders are fetched to the cache).
+
+    A peft LoRA adapter folder opens as its base model with the adapter attached (folded
+    tensor by tensor when read); ``lora_base`` is the base for adapters whose recorded
+    ``base_model_name_or_path`` cannot be opened here.
+    """
     from safetensors import safe_open
+
+    from . import lora
+
+    if lora.is_adapter_dir(uri):
+        adapter_dir = lora.resolve_adapter_dir(uri, cache_dir)
+        adapter_cfg = lora.read_adapter_config(adapter_dir)
+        base_uri = lora.resolve_base(uri, adapter_cfg, lora_base)
+        if lora.is_adapter_dir(base_uri):
+            raise MergeError(f"LoRA adapter {uri}: its base {base_uri} is itself an adapter (fold that one first)")
+        base = open_source(base_uri, cache_dir)
+        spec = lora.plan_adapter(uri, adapter_dir, base.uri, base.tensors, adapter_cfg)
+        log.info("merge: %s is a LoRA adapter (%d tensors folded, %d replaced) on %s", uri, len(spec.deltas), len(spec.replace), base.uri)
+        return ModelSource(uri=uri, local_dir=base.local_dir, config=base.config, tensors=base.tensors, lora=spec)
 
     local_dir = resolve_model_dir(uri, cache_dir)
     with open(os.path.join(local_dir, "config.json"), encoding="utf-8") as fh:

@@ -107,6 +107,76 @@ def _micro_batches(shard, spec: LoopSpec, start_micro: int, pad_token_id: int) -
         epoch, skip = epoch + 1, 0
 
 
+def build_engine(cfg: HumanLLMConfig, model_dir: str, *, world_size: int, total_steps: int):
+    """(DeepSpeed engine, effective DeepSpeed config) for ``model_dir``, as every run builds it.
+
+    Needs torch.distributed initialized (Ray Train's process group, or any other launcher's:
+    bench/train runs this same function under torchrun).
+    """
+    import deepspeed
+    import torch
+
+    from ..model import load_model
+    from .ds_config import build_deepspeed_config, has_own_optimizer
+    from .export import lora_wrap
+
+    tcfg = cfg.train
+    torch.manual_seed(cfg.run.seed)
+    # fp32 weights in; DeepSpeed casts to bf16 itself when bf16 is on (fp32 master copy).
+    model = load_model(model_dir, "float32")
+    model.config.use_cache = False
+    if tcfg.lora.enabled:
+        model = lora_wrap(model, tcfg.lora)
+    ds_config = build_deepspeed_config(tcfg, world_size=world_size, hidden_size=model.config.hidden_size)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = (
+        None
+        if has_own_optimizer(ds_config)
+        else torch.optim.AdamW(trainable, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
+    )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        model_parameters=trainable,
+        lr_scheduler=_lr_schedule(total_steps, tcfg.warmup_ratio),
+        config=ds_config,
+    )
+    return engine, ds_config
+
+
+def train_step(engine, batches: Iterator[Tuple[int, dict]], accum: int, world: int) -> Dict[str, Any]:
+    """One optimizer step: ``accum`` micro-batches from ``batches``, then the loss/token all-reduce.
+
+    Returns the step's metrics (epoch, mean loss over ranks, lr, tokens over ranks, timing).
+    The timed span includes fetching and collating the micro-batches.
+    """
+    import torch
+    import torch.distributed as dist
+
+    started = time.perf_counter()
+    lr = float(engine.get_lr()[0])
+    loss_sum, tokens, epoch = 0.0, 0, 0
+    for _ in range(accum):
+        epoch, mb = next(batches)
+        inputs = {k: mb[k].to(engine.device) for k in MODEL_INPUTS if k in mb}
+        out = engine(**inputs, use_cache=False)
+        engine.backward(out.loss)
+        engine.step()  # optimizer + LR schedule step only on the accumulation boundary
+        loss_sum += float(out.loss.detach().float())
+        tokens += mb["n_tokens"]
+    totals = torch.tensor([loss_sum / accum, float(tokens)], dtype=torch.float64)
+    dist.all_reduce(totals)
+    seconds = time.perf_counter() - started
+    return {
+        "epoch": epoch,
+        "loss": float(totals[0]) / world,
+        "lr": lr,
+        "tokens": int(totals[1]),
+        "tokens_per_s": float(totals[1]) / seconds if seconds > 0 else 0.0,
+        "step_time_s": seconds,
+    }
+
+
 def _report_metrics(state: TrainerState, window: int) -> Dict[str, Any]:
     """This step's metrics plus the mean loss and throughput over the steps since the last report."""
     recent = state.history[-max(1, window) :]
@@ -147,16 +217,15 @@ def _restore(engine, checkpoint) -> TrainerState:
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    import deepspeed
     import ray
     import ray.train
     import torch
     import torch.distributed as dist
 
     from .. import storage
-    from ..model import load_model, load_tokenizer
-    from .ds_config import build_deepspeed_config, has_own_optimizer, zero_stage_of
-    from .export import export_hf_model, gather_state_dict, lora_wrap
+    from ..model import load_tokenizer
+    from .ds_config import zero_stage_of
+    from .export import export_hf_model, gather_state_dict
 
     spec: LoopSpec = config["spec"]
     cfg, tcfg = spec.cfg, spec.cfg.train
@@ -171,26 +240,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
     model_dir = resolve_base_model(spec)
     tokenizer = load_tokenizer(model_dir)
-    torch.manual_seed(cfg.run.seed)
-    # fp32 weights in; DeepSpeed casts to bf16 itself when bf16 is on (fp32 master copy).
-    model = load_model(model_dir, "float32")
-    model.config.use_cache = False
-    if tcfg.lora.enabled:
-        model = lora_wrap(model, tcfg.lora)
-    ds_config = build_deepspeed_config(tcfg, world_size=world, hidden_size=model.config.hidden_size)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = (
-        None
-        if has_own_optimizer(ds_config)
-        else torch.optim.AdamW(trainable, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
-    )
-    engine, _, _, _ = deepspeed.initialize(
-        model=model,
-        optimizer=optimizer,
-        model_parameters=trainable,
-        lr_scheduler=_lr_schedule(spec.total_steps, tcfg.warmup_ratio),
-        config=ds_config,
-    )
+    engine, ds_config = build_engine(cfg, model_dir, world_size=world, total_steps=spec.total_steps)
 
     state = TrainerState()
     checkpoint = ray.train.get_checkpoint()
@@ -206,30 +256,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     engine.train()
     loop_started = time.perf_counter()
     for step_index in range(state.step, spec.total_steps):
-        started = time.perf_counter()
-        lr = float(engine.get_lr()[0])
-        loss_sum, tokens, epoch = 0.0, 0, 0
-        for _ in range(accum):
-            epoch, mb = next(batches)
-            inputs = {k: mb[k].to(engine.device) for k in MODEL_INPUTS if k in mb}
-            out = engine(**inputs, use_cache=False)
-            engine.backward(out.loss)
-            engine.step()  # optimizer + LR schedule step only on the accumulation boundary
-            loss_sum += float(out.loss.detach().float())
-            tokens += mb["n_tokens"]
-        totals = torch.tensor([loss_sum / accum, float(tokens)], dtype=torch.float64)
-        dist.all_reduce(totals)
-        seconds = time.perf_counter() - started
+        metrics = {"step": step_index + 1, **train_step(engine, batches, accum, world)}
         state.step = step_index + 1
-        metrics = {
-            "step": state.step,
-            "epoch": epoch,
-            "loss": float(totals[0]) / world,
-            "lr": lr,
-            "tokens": int(totals[1]),
-            "tokens_per_s": float(totals[1]) / seconds if seconds > 0 else 0.0,
-            "step_time_s": seconds,
-        }
         state.history.append(metrics)
 
         if spec.fail_at_step == state.step and rank == world - 1 and state.resumed_from_step is None:

@@ -13,7 +13,7 @@ import torch
 from ..registry import register
 
 
-@register("task_arithmetic", needs_base=True)
+@register("task_arithmetic", needs_base=True, elementwise=True)
 def task_arithmetic(
     tensors: Sequence[torch.Tensor],
     weights: Sequence[float],
@@ -22,7 +22,8 @@ def task_arithmetic(
 ) -> torch.Tensor:
     """base + sum_i w_i * (model_i - base); weights are scales, not normalized."""
     assert base is not None
-    out = base.clone()
-    for tensor, weight in zip(tensors, weights):
-        out.add_(tensor - base, alpha=float(weight))
-    return out
+    # In place on the engine's float32 buffers (see registry): task vectors first, then the sum.
+    deltas = [tensor.sub_(base) for tensor in tensors]
+    for delta, weight in zip(deltas, weights):
+        base.add_(delta, alpha=float(weight))
+    return base
