@@ -16,7 +16,8 @@ import pytest
 
 from humanllm_ray import storage
 
-pytestmark = pytest.mark.slow
+# A full run is a few minutes on an idle 2-core machine; allow for a busy one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 STAGE_DIRS = ["ingested", "curated", "synth", "qc", "tasks", "train", "merged", "publish", "eval"]
 
@@ -24,7 +25,7 @@ STAGE_DIRS = ["ingested", "curated", "synth", "qc", "tasks", "train", "merged", 
 FAST = ["synth.max_posts_per_user=1", "train.epochs=1", "run.progress=false"]
 
 
-def humanllm(*args, env=None, timeout=900):
+def humanllm(*args, env=None, timeout=1800):
     proc = subprocess.run(
         [sys.executable, "-m", "humanllm_ray.cli", *args],
         capture_output=True,
