@@ -2,6 +2,7 @@
 # Install humanllm-ray into ./.venv (created if no virtualenv is active).
 #   bash scripts/install.sh          runtime only
 #   bash scripts/install.sh --dev    plus the test tools (pytest, moto's S3 server)
+#   --unlocked                       resolve afresh instead of using constraints.txt
 #
 # torch comes first and is pinned through a constraints file: on a CPU machine a bare
 # `pip install ray[train] deepspeed ...` would otherwise pull a multi-GB CUDA build.
@@ -12,10 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
+lock="-c constraints.txt"
 for arg in "$@"; do
   case "$arg" in
     --dev) extras="[dev]" ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --unlocked) lock="" ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -36,8 +39,10 @@ constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 echo "torch==${torch_version}" > "$constraints"
 
-pip install -c "$constraints" -e ".${extras}"
+# shellcheck disable=SC2086
+pip install -c "$constraints" $lock -e ".${extras}"
 # xgrammar declares triton (286 MB) that it only needs for GPU kernels; its JSON-schema
 # grammar and the transformers logits processor work without it.
-pip install -c "$constraints" --no-deps "xgrammar>=0.1.20" apache-tvm-ffi
+# shellcheck disable=SC2086
+pip install -c "$constraints" $lock --no-deps "xgrammar>=0.1.20" apache-tvm-ffi
 python -c "import humanllm_ray, torch, ray, deepspeed, xgrammar; print('humanllm-ray installed: torch', torch.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__)"
