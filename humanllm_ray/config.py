@@ -281,6 +281,9 @@ class PublishConfig:
     name: str = "humanllm-tiny"
     version: Optional[str] = None  # default: content hash of the merged model
     multipart_threshold_bytes: int = 64 * 1024 * 1024
+    # S3 requests in flight at once, shared by all files and their 8 MiB parts (boto3's
+    # default is 10 threads); memory held is about this many parts.
+    max_inflight_requests: int = 10
 
 
 @dataclass

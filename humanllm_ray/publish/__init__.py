@@ -174,7 +174,7 @@ def run(
         files = hash_folder(local_dir)
         version = cfg.publish.version or default_version(files)
         fingerprint = {
-            "publish": {k: v for k, v in asdict(cfg.publish).items() if k != "multipart_threshold_bytes"},
+            "publish": {k: v for k, v in asdict(cfg.publish).items() if k not in ("multipart_threshold_bytes", "max_inflight_requests")},
             "root": redact(root_uri),
             "content_sha256": content_hash(files),
         }
@@ -188,6 +188,7 @@ def run(
                 card=lambda v, uri: render_model_card(_card_context(cfg, paths, merged_uri, local_dir, v, uri)),
                 manifest_extra=_manifest_extra(cfg, paths, merged_uri, model_uri),
                 multipart_threshold=cfg.publish.multipart_threshold_bytes,
+                max_inflight=cfg.publish.max_inflight_requests,
                 on_file_uploaded=on_file_uploaded,
                 files=files,
             )

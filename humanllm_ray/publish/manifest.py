@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, Dict, Iterable, Tuple
 
 MANIFEST = "manifest.json"
@@ -45,9 +46,13 @@ def hash_file(path: str) -> FileEntry:
     return {"sha256": sha, "bytes": size}
 
 
-def hash_folder(local_dir: str) -> Dict[str, FileEntry]:
-    """{relative path: {sha256, bytes}} for the files to publish from a model folder."""
-    out: Dict[str, FileEntry] = {}
+def hash_folder(local_dir: str, threads: int | None = None) -> Dict[str, FileEntry]:
+    """{relative path: {sha256, bytes}} for the files to publish from a model folder.
+
+    Files are hashed on a few threads: hashlib releases the GIL on large updates, so the
+    shards of a sharded checkpoint hash in parallel (sha256 of one file is inherently serial).
+    """
+    paths: Dict[str, str] = {}
     for root, dirs, files in os.walk(local_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -56,8 +61,13 @@ def hash_folder(local_dir: str) -> Dict[str, FileEntry]:
             rel = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
             if rel in GENERATED:
                 continue
-            out[rel] = hash_file(os.path.join(root, name))
-    return out
+            paths[rel] = os.path.join(root, name)
+    threads = threads or min(8, os.cpu_count() or 1)
+    # Largest first, so the longest serial hash starts at once.
+    order = sorted(paths, key=lambda rel: -os.path.getsize(paths[rel]))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        entries = dict(zip(order, pool.map(lambda rel: hash_file(paths[rel]), order)))
+    return {rel: entries[rel] for rel in sorted(entries)}
 
 
 def content_hash(files: Dict[str, FileEntry]) -> str:

@@ -11,6 +11,7 @@ simply uploads again and finishes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -18,7 +19,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from fsspec.asyn import sync
 
 from .. import storage
 from .manifest import (
@@ -121,6 +124,7 @@ def _s3_chunksize(size: int, multipart_threshold: int) -> int:
 
 
 def _upload_file(src: str, dest_uri: str, multipart_threshold: int) -> None:
+    """One file, on its own (local copies, and non-S3 remotes)."""
     fs, path = storage.get_fs(dest_uri)
     if storage.is_remote(dest_uri):
         kwargs = {}
@@ -132,6 +136,91 @@ def _upload_file(src: str, dest_uri: str, multipart_threshold: int) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     shutil.copyfile(src, tmp)
     os.replace(tmp, path)
+
+
+def _upload_files_s3(
+    items: List[Tuple[str, str, str]],
+    multipart_threshold: int,
+    max_inflight: int,
+    on_done: Optional[Callable[[str], None]],
+) -> None:
+    """Upload (local file, s3 URI, label) items with one window of ``max_inflight`` requests shared
+    by all files and all their parts.
+
+    Why not ``fs.put_file`` per file: s3fs sends a file's parts in batches of
+    ``max_concurrency`` and waits for the whole batch, and files go one after another, so
+    the pipe drains at every batch and every small file (bench/publish measured ~0.7-0.86x
+    of boto3's ``upload_file``). Here a part starts as soon as any request finishes, small
+    files ride along with the big ones, and memory stays at ``max_inflight`` parts (each
+    part is read only once it holds a slot). Requests go through s3fs's ``_call_s3``, so
+    its retries, credentials and endpoint handling are the same as everywhere else.
+    ``on_done(label)`` runs in completion order; if it (or any request) raises, the other
+    uploads are cancelled and started multipart uploads aborted.
+    """
+    if not items:
+        return
+    fs, _ = storage.get_fs(items[0][1])
+    sem = asyncio.Semaphore(max(1, max_inflight))
+
+    async def read(fd: int, length: int, offset: int) -> bytes:
+        return await asyncio.to_thread(os.pread, fd, length, offset)
+
+    async def put_one(src: str, uri: str, label: str) -> None:
+        bucket, key, _ = fs.split_path(uri)
+        size = os.path.getsize(src)
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            if size < multipart_threshold:
+                async with sem:
+                    body = await read(fd, size, 0)
+                    await fs._call_s3("put_object", Bucket=bucket, Key=key, Body=body)
+            else:
+                part = _s3_chunksize(size, multipart_threshold)
+                mpu = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+                upload_id = mpu["UploadId"]
+
+                async def put_part(number: int, offset: int) -> Dict[str, Any]:
+                    async with sem:
+                        body = await read(fd, min(part, size - offset), offset)
+                        out = await fs._call_s3(
+                            "upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                        )
+                    return {"PartNumber": number, "ETag": out["ETag"]}
+
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tasks = [tg.create_task(put_part(i + 1, off)) for i, off in enumerate(range(0, size, part))]
+                    await fs._call_s3(
+                        "complete_multipart_upload",
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": [t.result() for t in tasks]},
+                    )
+                except BaseException:
+                    # An unfinished multipart upload is invisible but billed: abort it (best effort).
+                    try:
+                        await asyncio.shield(fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id))
+                    except Exception:  # pragma: no cover - the original error matters more
+                        pass
+                    raise
+        finally:
+            os.close(fd)
+        if on_done is not None:
+            on_done(label)
+
+    async def put_all() -> None:
+        async with asyncio.TaskGroup() as tg:
+            for src, uri, label in items:
+                tg.create_task(put_one(src, uri, label))
+
+    try:
+        sync(fs.loop, put_all)
+    except BaseExceptionGroup as group:  # re-raise the first cause, not the TaskGroup wrapper
+        raise group.exceptions[0] from None
+    finally:
+        for _, uri, _ in items:  # listings cached before the upload are stale now
+            fs.invalidate_cache(storage.get_fs(uri)[1])
 
 
 def _write_latest(name_uri: str, version: str, manifest_sha: str) -> str:
@@ -157,6 +246,7 @@ def publish_model(
     card: Optional[Callable[[str, str], str]] = None,
     manifest_extra: Optional[Dict[str, Any]] = None,
     multipart_threshold: int = 64 * 1024 * 1024,
+    max_inflight: int = 10,
     on_file_uploaded: Optional[Callable[[str], None]] = None,
     files: Optional[Dict[str, FileEntry]] = None,
 ) -> PublishResult:
@@ -164,8 +254,9 @@ def publish_model(
 
     ``version`` defaults to a hash of the model files' contents, so publishing identical
     weights again finds the version complete and uploads nothing. ``card(version, uri)``
-    renders README.md. ``on_file_uploaded(relpath)`` is called after each upload
-    (progress; tests use it to interrupt a publish part-way).
+    renders README.md. ``on_file_uploaded(relpath)`` is called after each upload, in
+    completion order (progress; tests use it to interrupt a publish part-way). On S3,
+    files and their parts share a window of ``max_inflight`` requests.
     """
     check_segment("name", name)
     files = files if files is not None else hash_folder(local_dir)
@@ -189,12 +280,21 @@ def publish_model(
             log.warning("publish: replacing the contents of %s (different files)", redact(version_uri))
             storage.rm(storage.join(version_uri, MANIFEST))
         uploaded = 0
-        for rel in sorted(files):
-            _upload_file(os.path.join(local_dir, rel), storage.join(version_uri, rel), multipart_threshold)
+
+        def done(rel: str) -> None:
+            nonlocal uploaded
             uploaded += 1
             log.debug("publish: uploaded %s", rel)
             if on_file_uploaded is not None:
                 on_file_uploaded(rel)
+
+        if version_uri.startswith(("s3://", "s3a://")):
+            items = [(os.path.join(local_dir, rel), storage.join(version_uri, rel), rel) for rel in sorted(files)]
+            _upload_files_s3(items, multipart_threshold, max_inflight, done)
+        else:
+            for rel in sorted(files):
+                _upload_file(os.path.join(local_dir, rel), storage.join(version_uri, rel), multipart_threshold)
+                done(rel)
         storage.write_bytes(storage.join(version_uri, CARD), card_bytes)
         uploaded += 1
         if on_file_uploaded is not None:
