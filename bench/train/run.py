@@ -77,14 +77,21 @@ def run_one(variant: str, spec: Dict[str, Any], workdir: str, tag: str) -> Dict[
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     t_exit = time.time()
     load_after = os.getloadavg()[0]
-    if proc.returncode != 0 or not os.path.exists(result_path):
+    if not os.path.exists(result_path):
         with open(log_path) as fh:
             sys.stderr.write(fh.read()[-6000:])
         raise SystemExit(f"{variant} run {tag} failed (rc={proc.returncode}); log {log_path}")
     with open(result_path) as fh:
         r = json.load(fh)
+    if proc.returncode != 0:
+        # The steps finished (rank 0 wrote its result) but the process failed at exit: keep the
+        # run, flagged, rather than lose the interleaving; the JSON says which ones.
+        print(f"WARNING: {tag} exited rc={proc.returncode} after writing its result; log {log_path}", flush=True)
+    r["exit_rc"] = proc.returncode
     hist = r.pop("history")
     r["step_time_s"] = [round(m["step_time_s"], 4) for m in hist]
+    # 1 / median in-step time of the timed steps: less sensitive to a load spike than the mean.
+    r["steps_per_s_median_step"] = 1.0 / statistics.median(m["step_time_s"] for m in hist[r["warmup_steps"]:])
     r["wall_s"] = t_exit - t_launch
     steps_all = sum(m["step_time_s"] for m in hist)  # warm-up + timed steps, in-step time
     if "t_entry" in r:
@@ -121,6 +128,7 @@ def summarize(runs: List[Dict[str, Any]], stages: List[int], variants: List[str]
                 "steps_per_s_all": [round(r["steps_per_s"], 4) for r in rs],
                 "ms_per_step_median": 1000 / _median([r["steps_per_s"] for r in rs]),
                 "tokens_per_s_median": _median([r["tokens_per_s"] for r in rs]),
+                "steps_per_s_median_step_median": _median([r.get("steps_per_s_median_step") for r in rs]),
                 "cpu_s_per_step_median": _median([r.get("cpu_s_per_step") for r in rs]),
                 "wall_s_median": _median([r["wall_s"] for r in rs]),
                 "wall_s_all": [round(r["wall_s"], 1) for r in rs],
@@ -138,43 +146,53 @@ def summarize(runs: List[Dict[str, Any]], stages: List[int], variants: List[str]
                     continue
                 s["ratio_steps_per_s_vs_torchrun"] = s["steps_per_s_median"] / base["steps_per_s_median"]
                 s["ratio_wall_vs_torchrun"] = s["wall_s_median"] / base["wall_s_median"]
+                s["ratio_median_step_vs_torchrun"] = (
+                    s["steps_per_s_median_step_median"] / base["steps_per_s_median_step_median"]
+                )
                 # Paired by rep (the two ran back to back, under similar load).
-                paired = []
+                paired, paired_cpu = [], []
                 for r in runs:
                     if r["zero_stage"] == stage and r["launcher"] == v:
                         rep = r["tag"].split("-")[0]
                         b = [x for x in runs if x["zero_stage"] == stage and x["launcher"] == "torchrun" and x["tag"].split("-")[0] == rep]
                         if b:
                             paired.append(r["steps_per_s"] / b[0]["steps_per_s"])
+                            if r.get("cpu_s_per_step") and b[0].get("cpu_s_per_step"):
+                                # steps per CPU-second, ours / baseline (>1: ours cheaper per step)
+                                paired_cpu.append(b[0]["cpu_s_per_step"] / r["cpu_s_per_step"])
                 s["paired_ratios"] = [round(x, 3) for x in paired]
                 s["paired_ratio_median"] = _median(paired)
+                if s["cpu_s_per_step_median"] and base["cpu_s_per_step_median"]:
+                    s["ratio_cpu_efficiency_vs_torchrun"] = base["cpu_s_per_step_median"] / s["cpu_s_per_step_median"]
+                    s["paired_cpu_ratios"] = [round(x, 3) for x in paired_cpu]
         summary[f"zero{stage}"] = per
     return summary
 
 
 def table(summary: Dict[str, Any]) -> str:
     head = (
-        "| ZeRO | launcher | steps/s (median) | ms/step | ratio vs torchrun (medians / paired) | wall s (median) "
-        "| non-step overhead s | launcher start s | engine init s | CPU ms/step/rank | load1 (median) |\n"
+        "| ZeRO | launcher | steps/s, median of 3 (each run) | ratio vs torchrun (of medians / paired by rep) "
+        "| 1/median step time: steps/s (ratio) | CPU ms/step/rank (steps per CPU-s ratio) | wall s (median) "
+        "| non-step overhead s | launcher start s | engine init s | load1 (median) |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
+    fmt = lambda x, f="{:.1f}": "-" if x is None else f.format(x)  # noqa: E731
     rows = []
     for stage, per in summary.items():
         for v, s in per.items():
-            ratio = (
-                f"{s['ratio_steps_per_s_vs_torchrun']:.2f} / {s['paired_ratio_median']:.2f}"
-                if "ratio_steps_per_s_vs_torchrun" in s
-                else "1 (baseline)"
-            )
-            fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-            cpu_ms = s["cpu_s_per_step_median"]
-            cpu_ms = "-" if cpu_ms is None else f"{1000 * cpu_ms:.0f}"
+            if "ratio_steps_per_s_vs_torchrun" in s:
+                ratio = f"**{s['ratio_steps_per_s_vs_torchrun']:.2f}** / {s['paired_ratio_median']:.2f}"
+                med = f"{s['steps_per_s_median_step_median']:.3f} ({s['ratio_median_step_vs_torchrun']:.2f})"
+                cpu_ratio = s.get("ratio_cpu_efficiency_vs_torchrun")
+                cpu = "-" if cpu_ratio is None else f"{1000 * s['cpu_s_per_step_median']:.0f} ({cpu_ratio:.2f})"
+            else:
+                ratio = "1 (baseline)"
+                med = f"{s['steps_per_s_median_step_median']:.3f}"
+                cpu = fmt(s["cpu_s_per_step_median"] and 1000 * s["cpu_s_per_step_median"], "{:.0f}")
             rows.append(
-                f"| {stage[4:]} | {v} | {s['steps_per_s_median']:.3f} ({', '.join(map(str, s['steps_per_s_all']))}) "
-                f"| {s['ms_per_step_median']:.0f} | {ratio} | {fmt(s['wall_s_median'])} | {fmt(s['overhead_s_median'])} "
-                f"| {fmt(s['launcher_start_s_median'])} | {fmt(s['engine_init_s_median'])} "
-                f"| {cpu_ms} "
-                f"| {fmt(s['load1_median'])} |"
+                f"| {stage[4:]} | {v} | {s['steps_per_s_median']:.3f} ({', '.join(f'{x:.3f}' for x in s['steps_per_s_all'])}) "
+                f"| {ratio} | {med} | {cpu} | {fmt(s['wall_s_median'])} | {fmt(s['overhead_s_median'])} "
+                f"| {fmt(s['launcher_start_s_median'])} | {fmt(s['engine_init_s_median'])} | {fmt(s['load1_median'])} |"
             )
     return head + "\n".join(rows) + "\n"
 
@@ -193,7 +211,19 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "out", "train.json"))
     ap.add_argument("--keep-logs", default=None, help="folder to keep each run's log and spec in")
     ap.add_argument("overrides", nargs="*", help="extra HumanLLM config overrides (key=value)")
+    ap.add_argument("--summarize-only", metavar="JSON", help="recompute summary/table of an existing result file")
     args = ap.parse_args(argv)
+    if args.summarize_only:
+        with open(args.summarize_only) as fh:
+            out = json.load(fh)
+        runs = out["runs"]
+        stages = sorted({r["zero_stage"] for r in runs})
+        variants = [v for v in VARIANTS if any(r["launcher"] == v for r in runs)]
+        out["summary"] = summarize(runs, stages, variants)
+        with open(args.summarize_only, "w") as fh:
+            json.dump(out, fh, indent=2)
+        print(table(out["summary"]))
+        return
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
         if v not in VARIANTS:

@@ -256,6 +256,9 @@ def run_torchrun(spec: Dict[str, Any], result_path: str) -> None:
     dist.init_process_group(backend="gloo")
     try:
         bench_worker({"spec": spec, "result_path": result_path, "launcher": "torchrun"})
+        # Leave together: rank 1 tearing gloo down while rank 0 still writes the result once
+        # aborted at exit ("terminate called without an active exception", 1 run in ~15).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
