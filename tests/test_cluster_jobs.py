@@ -99,16 +99,19 @@ def _isolated_env(tmpdir: str) -> dict:
 # The whole pipeline takes ~5 min on a quiet 2-core machine, several times that on a busy
 # one: more than the suite's default 900 s timeout.
 @pytest.mark.timeout(3000)
-def test_ray_job_submit_runs_the_pipeline(tmp_path):
-    """`ray start --head` + `ray job submit` of jobs/pipeline.py: the job joins the cluster
-    (it does not start its own Ray), runs every stage and publishes a loadable model."""
+def test_ray_job_submit_runs_the_pipeline_on_s3(tmp_path, s3_bucket):
+    """`ray start --head` + `ray job submit` of jobs/pipeline.py, the way a cluster runs it:
+    the job joins the cluster (it does not start its own Ray), keeps its run root and the
+    published model in object storage (moto's S3 server), runs every stage, and the model
+    loads back from the bucket. (This is also the suite's full run against S3.)"""
     assert RAY, "the ray CLI is not installed"
     # /tmp, not tmp_path: Unix socket paths under the session dir must stay < 108 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="hljob-", dir="/tmp")
     env = _isolated_env(ray_tmp)
     gcs_port, dash_port, agent_port, client_port = (_free_port() for _ in range(4))
     dash = f"http://127.0.0.1:{dash_port}"
-    root = tmp_path / "run"
+    root = f"{s3_bucket}/runs/job"
+    models = f"{s3_bucket}/models"
     start = subprocess.run(
         [RAY, "start", "--head", "--num-cpus=2", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--dashboard-agent-listen-port={agent_port}",
@@ -122,7 +125,8 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
         submit = subprocess.run(
             [RAY, "job", "submit", "--address", dash, "--working-dir", str(REPO_ROOT),
              "--runtime-env-json", json.dumps({"excludes": [".venv", "runs", "bench/out", ".git"]}),
-             "--", "python", "jobs/pipeline.py", f"run.root={root}",
+             "--", "python", "jobs/pipeline.py", f"run.root={root}", f"publish.uri={models}",
+             f"s3.endpoint_url={os.environ['AWS_ENDPOINT_URL']}",
              "synth.max_posts_per_user=1", "train.epochs=1", "run.progress=false"],
             env=env, capture_output=True, text=True, timeout=2700, cwd=REPO_ROOT,
         )
@@ -143,15 +147,23 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
         info = client.get_job_info(job_id)
         assert str(info.runtime_env.get("working_dir", "")).startswith("gcs://"), info.runtime_env
 
-        versions = sorted((root / "published" / "humanllm-tiny").glob("*/manifest.json"))
-        assert versions, f"no published version under {root / 'published'}"
-        model_dir = versions[-1].parent
-        from transformers import AutoModelForCausalLM
+        from humanllm_ray import publish, storage
 
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir))
-        assert model.num_parameters() > 0
-        for stage in ("ingested", "curated", "synth", "qc", "tasks", "train", "merged", "eval"):
-            assert (root / stage / "_SUCCESS").exists(), stage
+        storage.configure(None)
+        for stage in ("ingested", "curated", "synth", "qc", "tasks", "train", "merged", "publish", "eval"):
+            uri = storage.join(root, stage)
+            assert storage.exists(storage.join(uri, "_SUCCESS")), f"{stage}: no _SUCCESS in {uri}"
+            report = storage.read_json(storage.join(uri, "_report.json"))
+            assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"] + report["rows_merged"], stage
+        local = publish.load(f"{models}/humanllm-tiny", str(tmp_path / "loaded"))
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(local)
+        model = AutoModelForCausalLM.from_pretrained(local)
+        enc = tok.apply_chat_template([{"role": "user", "content": "Say hi."}], add_generation_prompt=True,
+                                      return_tensors="pt", return_dict=True)
+        out = model.generate(**enc, max_new_tokens=4, do_sample=False)
+        assert out.shape[1] > enc["input_ids"].shape[1]
     finally:
         _stop_session(ray_tmp)
         assert not _session_processes(ray_tmp), "processes of the test's Ray head survived"
