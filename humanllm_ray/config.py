@@ -114,6 +114,20 @@ class CurateConfig:
     minhash_num_perm: int = 128
     minhash_bands: int = 16
     timeline_max_tokens: int = 6000  # chunk long timelines to this (approximate) token budget
+    # Per-user behaviour that marks an automated account whose name gave nothing away (the
+    # record rules only see names): the whole user is quarantined as bot_like_user when, over
+    # at least bot_min_records qualified records, either
+    #  - bot_burst_fraction of the gaps between consecutive records are under bot_burst_gap_s
+    #    (only on platforms with second-resolution timestamps: Amazon 2018 and Blogger dates
+    #    are whole days, so every same-day pair would look like a burst), or
+    #  - bot_template_fraction of the records open with the same bot_template_chars characters
+    #    (case and digits folded: "Daily update #12: ..." posts). 0 turns a check off.
+    bot_min_records: int = 8
+    bot_burst_gap_s: int = 5
+    bot_burst_fraction: float = 0.6
+    bot_burst_platforms: List[str] = field(default_factory=lambda: ["reddit", "twitter"])
+    bot_template_chars: int = 24
+    bot_template_fraction: float = 0.8
 
 
 @dataclass

@@ -387,3 +387,46 @@ def test_ingest_curate_on_s3(tmp_path, s3_bucket):
     tl = read_table(f"{s3_bucket}/run/curated/data")
     assert tl.num_rows == cur["timelines"]
     assert _run_both(cfg)[1]["skipped"] is True
+
+
+def test_bot_like_users_are_quarantined_whole():
+    """Behavioural bot check: name-less automated accounts (bursts seconds apart, or one
+    template) go whole to quarantine as bot_like_user; a person posting at human pace with
+    varied text stays, and so does a day-resolution platform whose timestamps all tie."""
+    import pandas as pd
+
+    from humanllm_ray.config import CurateConfig
+    from humanllm_ray.curate import timelines
+
+    cfg = CurateConfig()
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
+
+    def user(uid, platform, times, texts):
+        return [
+            {"user_id": uid, "platform": platform, "timestamp": t, "record_id": f"{uid}-{i}", "kind": "post",
+             "title": "", "text": x, "context": "", "item_id": "", "rating": None, "extra": "",
+             "source_file": "f", "source_line": i}
+            for i, (t, x) in enumerate(zip(times, texts))
+        ]
+
+    human_texts = [" ".join(words[i:] + words[:i]) + f" thought number {i}" for i in range(10)]
+    rows = (
+        user("burst", "twitter", [1000 + 2 * i for i in range(10)], human_texts)
+        + user("template", "reddit", [1000 + 3600 * i for i in range(10)],
+               [f"Daily update #{i}: the markets moved {i} points today" for i in range(10)])
+        + user("person", "reddit", [1000 + 3600 * i for i in range(10)], human_texts)
+        + user("daydates", "amazon", [86400] * 10, human_texts)
+    )
+    out = timelines.build_fn(cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)(pd.DataFrame(rows)).to_pylist()
+    reasons = {r["user_id"]: r["_reason"] for r in out}
+    assert reasons == {"burst": "bot_like_user", "template": "bot_like_user", "person": "", "daydates": ""}
+    burst = next(r for r in out if r["user_id"] == "burst")
+    assert len(burst["_qrows"]) == 10 and "gaps between posts" in burst["_qrows"][0]["detail"]
+    template = next(r for r in out if r["user_id"] == "template")
+    assert "same 24 characters" in template["_qrows"][0]["detail"]
+
+    # Each check can be turned off.
+    cfg.bot_burst_fraction = 0
+    cfg.bot_template_fraction = 0
+    out = timelines.build_fn(cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)(pd.DataFrame(rows)).to_pylist()
+    assert {r["_reason"] for r in out} == {""}

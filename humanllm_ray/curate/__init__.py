@@ -182,7 +182,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     kept = work.filter(expr=col_in("_reason", ""))
     n_kept = n_pass - len(dropped)
     tl = by_key_partition(
-        kept, num_partitions(n_kept), timelines.build_fn(ccfg.min_records_per_user, ccfg.timeline_max_tokens),
+        kept, num_partitions(n_kept), timelines.build_fn(ccfg.min_records_per_user, ccfg.timeline_max_tokens, ccfg),
         key="user_id",
     ).materialize()
     good = tl.filter(expr=col_in("_reason", "")).map_batches(timelines.strip_work_columns, batch_format="pyarrow")

@@ -4,14 +4,17 @@ Records that survived the record filters and dedup are shuffled by ``user_id``
 (``by_key_partition``, i.e. a groupby on the user); per user they are sorted by
 (timestamp, record_id). A user with fewer than ``curate.min_records_per_user`` qualified records
 is dropped whole (``too_few_records_user``; the reference keeps users with >= 6 Reddit /
-> 5 Twitter records). Kept timelines are cut into chunks of at most ``timeline_max_tokens``
+> 5 Twitter records), and so is one whose records look automated (``bot_like_user``: bursts
+of posts seconds apart, or most posts opening with the same template; see ``bot_like``). Kept timelines are cut into chunks of at most ``timeline_max_tokens``
 approximate tokens (chars / 4 of title + text + context); a single longer record gets a chunk
 of its own.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import re
+from collections import Counter
+from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
 
@@ -68,7 +71,44 @@ def chunk_records(records: List[Dict[str, Any]], max_tokens: int) -> List[List[D
     return chunks
 
 
-def build_fn(min_records: int, max_tokens: int):
+_DIGITS = re.compile(r"\d+")
+
+
+def bot_like(platform: str, timestamps: List[int], texts: List[str], cfg: Any) -> Optional[str]:
+    """Why a user's qualified records look automated (see CurateConfig.bot_*), or None.
+
+    ``timestamps`` are sorted epoch seconds; ``texts`` the records' texts in the same order.
+    """
+    if cfg is None or len(timestamps) < max(2, int(cfg.bot_min_records)):
+        return None
+    if cfg.bot_burst_fraction > 0 and platform in set(cfg.bot_burst_platforms):
+        gaps = [b - a for a, b in zip(timestamps, timestamps[1:])]
+        fast = sum(1 for g in gaps if g < cfg.bot_burst_gap_s)
+        if fast / len(gaps) >= cfg.bot_burst_fraction:
+            return f"{fast}/{len(gaps)} gaps between posts under {cfg.bot_burst_gap_s}s"
+    if cfg.bot_template_fraction > 0 and cfg.bot_template_chars > 0:
+        openings = Counter(_DIGITS.sub("#", (t or "").strip().lower())[: cfg.bot_template_chars] for t in texts)
+        opening, n = openings.most_common(1)[0]
+        if len(opening) >= cfg.bot_template_chars and n / len(texts) >= cfg.bot_template_fraction:
+            return f"{n}/{len(texts)} records open with the same {cfg.bot_template_chars} characters: {opening!r}"
+    return None
+
+
+def _reject_user(rows, user_id, platform, g, reason: str, detail: str) -> None:
+    """One work row carrying the quarantine rows of every record of a rejected user."""
+    q = [
+        {
+            "stage": "curate", "reason": reason, "detail": detail, "platform": platform,
+            "source_file": str(sf), "source_line": int(sl), "record_id": str(rid), "user_id": str(user_id), "raw": "",
+        }
+        for rid, sf, sl in zip(g["record_id"], g["source_file"], g["source_line"])
+    ]
+    for k, v in (("user_id", user_id), ("platform", platform), ("chunk", -1), ("n_records", len(g)),
+                 ("records", []), ("_reason", reason), ("_qrows", q)):
+        rows[k].append(v)
+
+
+def build_fn(min_records: int, max_tokens: int, bot_cfg: Any = None):
     def fn(df) -> pa.Table:
         import pandas as pd
 
@@ -80,17 +120,12 @@ def build_fn(min_records: int, max_tokens: int):
             platform = str(g["platform"].iloc[0])
             n = len(g)
             if n < min_records:
-                q = []
-                for rid, sf, sl in zip(g["record_id"], g["source_file"], g["source_line"]):
-                    q.append({
-                        "stage": "curate", "reason": "too_few_records_user",
-                        "detail": f"user has {n} qualified records < {min_records}", "platform": platform,
-                        "source_file": str(sf), "source_line": int(sl), "record_id": str(rid),
-                        "user_id": str(user_id), "raw": "",
-                    })
-                for k, v in (("user_id", user_id), ("platform", platform), ("chunk", -1), ("n_records", n),
-                             ("records", []), ("_reason", "too_few_records_user"), ("_qrows", q)):
-                    rows[k].append(v)
+                _reject_user(rows, user_id, platform, g, "too_few_records_user",
+                             f"user has {n} qualified records < {min_records}")
+                continue
+            why = bot_like(platform, [int(t) for t in g["timestamp"]], [str(t or "") for t in g["text"]], bot_cfg)
+            if why:
+                _reject_user(rows, user_id, platform, g, "bot_like_user", why)
                 continue
             recs = []
             for t in g[RECORD_FIELDS].itertuples(index=False, name=None):
