@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from typing import Any, Dict, Optional
 
 import pyarrow as pa
@@ -42,11 +44,34 @@ WORK_SCHEMA = pa.schema(
 )
 
 
-def _record_pass_udf(ccfg):
+# Fault-injection hook for tests/test_curate_faults.py ("nothing lost, nothing stuck").
+# A test arms it by creating this marker under the stage's _work folder (which survives the
+# reset of an unfinished attempt) before the stage starts. Each record-pass task that finds
+# it announces its worker pid next to it (``<marker>.pid-<pid>``) and waits until the marker
+# is removed, so the test can SIGKILL that real Ray worker from outside while it is inside a
+# curate task, at a known point, instead of racing a sub-second task. The driver looks for
+# the marker once per stage run; unarmed, the tasks never touch it.
+FAULT_HOLD = ("_work", "fault", "record_pass.hold")
+FAULT_HOLD_MAX_S = 300.0  # an abandoned marker delays a task, it never blocks it for good
+
+
+def _fault_hold(marker: str) -> None:
+    if not storage.exists(marker):
+        return
+    storage.write_text(f"{marker}.pid-{os.getpid()}", str(os.getpid()))
+    deadline = time.monotonic() + FAULT_HOLD_MAX_S
+    while storage.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _record_pass_udf(ccfg, hold_marker: Optional[str] = None):
     """map_batches UDF: filters + cleaning + PII + language for a batch of LogRecords."""
 
     def udf(batch: pa.Table) -> pa.Table:
         import ray
+
+        if hold_marker:
+            _fault_hold(hold_marker)
 
         # where this batch runs (counted into the report's "nodes"); "" when called outside Ray
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
@@ -161,8 +186,12 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     in_counts = count_by(ds, ["platform"])
     n_in = sum(in_counts.values())
 
-    # 1. record filters, cleaning, PII, language
-    work = ds.map_batches(_record_pass_udf(ccfg), batch_format="pyarrow", batch_size=1024).materialize()
+    # 1. record filters, cleaning, PII, language. A task whose worker dies (OOM kill, lost
+    # node, SIGKILL) is resubmitted: Ray Data's tasks default to max_retries=-1 (retry system
+    # failures without limit; ray/data/_internal/remote_fn.py), so nothing is set here.
+    hold = sd.path(*FAULT_HOLD)
+    hold = hold if storage.exists(hold) else None
+    work = ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=1024).materialize()
     pass_counts = count_by(work, ["_reason", "_node"])
     n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
     # records processed by the record pass per Ray node (shows the work spread over a cluster)
