@@ -9,6 +9,12 @@ servers that ignore it (transformers serve does) are covered by the caller's
 parse / validate / retry loop, and a server that *rejects* the field with a 400 gets the
 request once more without it (remembered for the rest of the run).
 
+``seed`` and ``temperature`` are requests, not guarantees: vLLM honours both per request, but
+transformers serve (5.23) decodes with the served model's generation config (greedy when it
+says ``do_sample=false``, as the embedded tiny model's does, whatever ``temperature`` says)
+and applies ``seed`` to torch's global RNG; there a retry with a new seed can return the same
+reply, and the row is quarantined after its retries (tests/test_openai_serve.py).
+
 The API key is read only from the environment variable named by ``synth.openai_api_key_env``.
 """
 
