@@ -151,6 +151,27 @@ def test_tokenize_masks_all_but_the_assistant_turn(tiny_model_dir):
     assert cut["reason"] == "too_long" and cut["truncated"] and cut["n_target_tokens"] == 0
 
 
+def test_tokenize_task_on_a_node_without_the_model_folder(tiny_model_dir, tmp_path, monkeypatch):
+    """Multi-node without a shared file system: the driver's model_dir does not exist where a
+    tokenize task runs; the shipped tokenizer files give the very same rows."""
+    import pyarrow as pa
+
+    from humanllm_ray.train import data as train_data
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the node's cache starts empty
+    rows = pa.Table.from_pylist([_example(i, f"Write about tea, take {i}.", f"Tea is good {i}.") for i in range(3)])
+    files = train_data.tokenizer_files(tiny_model_dir)
+    assert "tokenizer_config.json" in files and sum(map(len, files.values())) < 5_000_000
+    here = train_data.tokenize_batch(rows, model_dir=tiny_model_dir, max_length=256)
+    elsewhere = train_data.tokenize_batch(
+        rows, model_dir=str(tmp_path / "driver-only" / "model"), max_length=256, tokenizer_files=files
+    )
+    assert elsewhere.to_pylist() == here.to_pylist()
+    assert list((tmp_path / "home" / ".cache" / "humanllm_ray" / "tokenizers").iterdir())  # cached per content
+    with pytest.raises(Exception):  # and without the files the task cannot pretend
+        train_data.tokenize_batch(rows, model_dir=str(tmp_path / "driver-only" / "model"), max_length=256)
+
+
 def test_overlong_prompt_is_shortened_from_its_head_keeping_the_target(tiny_model_dir):
     from humanllm_ray.model import load_tokenizer
     from humanllm_ray.train.data import IGNORE_INDEX, TRIM_MARKER, tokenize_chat

@@ -9,8 +9,11 @@ behaviour given the person and the situation, never the prompt.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
-from typing import Any, Dict, List
+import os
+import shutil
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +52,46 @@ def _tokenizer(model_dir: str):
     from ..model import load_tokenizer
 
     return load_tokenizer(model_dir)
+
+
+def tokenizer_files(model_dir: str) -> Dict[str, bytes]:
+    """The tokenizer of ``model_dir`` as {file name: bytes}, as ``save_pretrained`` writes it.
+
+    The driver ships these with the tokenize tasks: on a multi-node cluster without a shared
+    file system, ``model_dir`` (a path on the driver's disk) does not exist where a task
+    runs. A tokenizer is a few MB, sent once per task, against the model's gigabytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hl-tok-") as tmp:
+        _tokenizer(model_dir).save_pretrained(tmp)
+        out = {}
+        for name in sorted(os.listdir(tmp)):
+            with open(os.path.join(tmp, name), "rb") as fh:
+                out[name] = fh.read()
+    return out
+
+
+def _local_tokenizer_dir(model_dir: str, files: Optional[Dict[str, bytes]]) -> str:
+    """``model_dir`` where it exists on this node; else the shipped files, written once per
+    content into the node's cache (atomically: concurrent tasks may race to write it)."""
+    if files is None or os.path.exists(os.path.join(model_dir, "tokenizer_config.json")):
+        return model_dir
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    final = os.path.join(os.path.expanduser("~/.cache/humanllm_ray/tokenizers"), digest.hexdigest()[:16])
+    if not os.path.exists(os.path.join(final, "tokenizer_config.json")):
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        tmp = f"{final}.tmp-{os.getpid()}"
+        os.makedirs(tmp, exist_ok=True)
+        for name, data in files.items():
+            with open(os.path.join(tmp, name), "wb") as fh:
+                fh.write(data)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another task got there first: its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 TRIM_MARKER = "[...] "
@@ -106,9 +149,14 @@ def tokenize_chat(tokenizer, messages: List[Dict[str, str]], max_length: int) ->
     return {"input_ids": ids, "labels": labels, "n_target_tokens": n_target, "truncated": truncated, "reason": reason}
 
 
-def tokenize_batch(batch: pa.Table, *, model_dir: str, max_length: int) -> pa.Table:
-    """Ray Data map_batches body over task rows (example_id, task, platform, user_id, messages)."""
-    tokenizer = _tokenizer(model_dir)
+def tokenize_batch(
+    batch: pa.Table, *, model_dir: str, max_length: int, tokenizer_files: Optional[Dict[str, bytes]] = None
+) -> pa.Table:
+    """Ray Data map_batches body over task rows (example_id, task, platform, user_id, messages).
+
+    ``tokenizer_files`` (from :func:`tokenizer_files`) stand in for ``model_dir`` on a node
+    that does not have it."""
+    tokenizer = _tokenizer(_local_tokenizer_dir(model_dir, tokenizer_files))
     out = []
     for row in batch.select(["example_id", "task", "platform", "user_id", "messages"]).to_pylist():
         enc = tokenize_chat(tokenizer, row["messages"], max_length)

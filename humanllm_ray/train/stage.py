@@ -28,7 +28,7 @@ from .. import storage
 from ..config import HumanLLMConfig, config_hash
 from ..runtime import RunPaths, init_ray
 from ..stage import QUARANTINE_COLUMNS, StageDir, StageResult, run_stage
-from .data import pack_batch, tokenize_batch
+from .data import pack_batch, tokenize_batch, tokenizer_files
 from .ds_config import load_raw, zero_stage_of
 from .loop import LoopSpec, train_loop_per_worker
 from .metrics import mean_of, plot_loss_curve, write_metrics_jsonl
@@ -111,7 +111,14 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
             ["example_id", "task", "platform", "user_id", "messages"]
         )
         tokenized = examples.map_batches(
-            tokenize_batch, batch_format="pyarrow", fn_kwargs={"model_dir": model_dir, "max_length": tcfg.max_length}
+            tokenize_batch,
+            batch_format="pyarrow",
+            fn_kwargs={
+                "model_dir": model_dir,
+                "max_length": tcfg.max_length,
+                # the driver's model_dir may not exist on other nodes (no shared file system)
+                "tokenizer_files": tokenizer_files(model_dir),
+            },
         ).materialize()
         summary = tokenized.select_columns(["platform", "reason", "n_tokens", "truncated"]).to_pandas()
         ok = summary["reason"] == ""
