@@ -143,7 +143,13 @@ class ActorPoolConfig:
 @dataclass
 class SynthConfig:
     engine: str = "hf"  # hf | vllm | openai
-    products: List[str] = field(default_factory=lambda: ["persona", "social_qa"])
+    # The paper's synthesis products (humanllm_ray/synth/products/). Each adds requests:
+    # post_tags one per qualified post, social_qa up to max_posts_per_user per user, the
+    # others one per user. Quick runs and the e2e tests use [persona, social_qa]; task
+    # building works with any subset (missing products only thin the synthesis-based tasks).
+    products: List[str] = field(
+        default_factory=lambda: ["post_tags", "persona", "profile", "life_stories", "social_qa", "writing_style"]
+    )
     max_users: Optional[int] = None  # cap for quick runs
     max_posts_per_user: int = 2  # social QA items per user
     max_new_tokens: int = 96
@@ -194,8 +200,19 @@ class QCConfig:
     max_retries: int = 2  # judge replies that fail to parse / validate, then quarantine
     fault_rate: float = 0.0  # fault injection into the judge's engine (tests, drills)
     # Rule checks before the judge: word bounds of each product's text (all fields together).
-    min_words: Dict[str, int] = field(default_factory=lambda: {"persona": 3, "social_qa": 3})
-    max_words: Dict[str, int] = field(default_factory=lambda: {"persona": 100, "social_qa": 250})
+    # A minimum the item's generation budget cannot hold (synth.max_new_tokens x
+    # chars_per_token at ~6 characters a word) is not applied, only a 3-word floor: the
+    # paper's 100-word profile minimum binds a real model, not the 96-token tiny one.
+    min_words: Dict[str, int] = field(
+        default_factory=lambda: {
+            "persona": 3, "social_qa": 3, "profile": 100, "life_stories": 3, "writing_style": 3, "post_tags": 1,
+        }
+    )
+    max_words: Dict[str, int] = field(
+        default_factory=lambda: {
+            "persona": 100, "social_qa": 250, "profile": 400, "life_stories": 3000, "writing_style": 100, "post_tags": 30,
+        }
+    )
     max_source_chars: int = 6000  # source posts shown to the judge; hf/vllm also cut to fit the model's context
     # Whether judge verdicts reject items. None = yes, unless the judge is the untrained
     # embedded tiny model (model.base=tiny with hf/vllm): its verdicts are noise, so they are

@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 STAGE_DIRS = ["ingested", "curated", "synth", "qc", "tasks", "train", "merged", "publish", "eval"]
 
-# The embedded default, shrunk where it only buys speed: fewer synthesis items and one epoch.
-FAST = ["synth.max_posts_per_user=1", "train.epochs=1", "run.progress=false"]
+# The embedded default, shrunk where it only buys speed: fewer synthesis items (two of the
+# six products: the others are tested in test_synth.py) and one epoch.
+FAST = ["synth.products=[persona,social_qa]", "synth.max_posts_per_user=1", "train.epochs=1", "run.progress=false"]
 
 
 def humanllm(*args, env=None, timeout=1800):

@@ -387,8 +387,9 @@ def test_publish_and_evaluate_on_an_s3_run_root(tiny_model_dir, s3_bucket, tmp_p
 # --------------------------------------------------------------------------- personalization, style, judge
 
 
-def _builder_candidates():
-    """Real task-builder output for one user: titled posts, an untitled long post, comments."""
+def _builder_candidates(style: str = ""):
+    """Real task-builder output for one user: titled posts, an untitled long post, comments
+    (and, given ``style``, a writing_style item)."""
     from humanllm_ray.tasks.common import BuildContext, QCItem, Record, UserTimeline
     from humanllm_ray.tasks.registry import get_builder
 
@@ -404,7 +405,8 @@ def _builder_candidates():
         rec(4, "comment", text="Mostly sparrows and one very judgmental crow.", context="What birds visit your feeder?"),
     ]
     persona = QCItem("u1:persona", "persona", {"persona": "A night-shift nurse who loves birds and bikes."}, ("r0",))
-    user = UserTimeline("u1", "reddit", records, [persona])
+    items = [persona] + ([QCItem("u1:writing_style", "writing_style", {"style": style}, ("r0",))] if style else [])
+    user = UserTimeline("u1", "reddit", records, items)
     ctx = BuildContext(max_history=2, max_chars_per_post=300, item_candidates=4, max_examples_per_user=8, seed=1)
     return [c for task in ("writing_imitation", "personalized_commenting") for c in get_builder(task)(user, ctx)]
 
@@ -429,6 +431,13 @@ def test_strip_personal_context_on_builder_prompts():
             assert user.startswith("They started a new post:\n\nI finally fixed the gears")
         else:
             assert user.startswith("Another user posted:\n\n") and user.endswith("Write this person's comment on that post.")
+    # A writing style description is personal context too, with or without a history after it.
+    styled = [c for c in _builder_candidates(style="Short upbeat sentences in lowercase.") if c.task == "writing_imitation"]
+    assert any(not c.meta["history_record_ids"] for c in styled)  # the first post: the style alone
+    for c in styled:
+        assert c.messages()[1]["content"].startswith("Writing style: Short upbeat")
+        stripped = strip_personal_context(c.messages())
+        assert stripped is not None and "upbeat" not in stripped[1]["content"] and "before:" not in stripped[1]["content"]
     # Nothing personal to remove: not strippable (left out of the gain, counted).
     assert strip_personal_context(chat("Write a post about bikes.", "ok")) is None
     assert strip_personal_context(chat("Here is writing this person posted before:\n\n[1] x", "ok")) is None  # no stimulus found

@@ -20,8 +20,10 @@ from humanllm_ray.llm.schema import (
     check_reply,
     fit_to_budget,
     grammar_schema,
+    list_field,
     object_schema,
     skeleton_chars,
+    text_capacity,
     text_field,
 )
 from humanllm_ray.synth.generation import ReplySpec, Sampling, attempt_seed, generate_with_retries
@@ -50,30 +52,105 @@ def _prompts(n):
 # -- schemas ----------------------------------------------------------------------------
 
 
-def test_fit_to_budget_bounds_the_longest_reply():
+def _longest_instance(schema):
+    """The longest reply a schema allows, built directly (independent of fit_to_budget)."""
+    props = schema["properties"]
+    out = {}
+    for key, prop in props.items():
+        if prop.get("type") == "array":
+            out[key] = [_longest_instance(prop["items"])] * prop["maxItems"]
+        elif "maxLength" in prop:
+            out[key] = "a" * prop["maxLength"]
+        elif "enum" in prop:
+            out[key] = max(prop["enum"], key=lambda v: len(json.dumps(v)))
+        elif prop["type"] == "boolean":
+            out[key] = False
+        elif prop["type"] == "integer":
+            out[key] = max(prop["minimum"], prop["maximum"], key=lambda v: len(str(v)))
+        else:
+            raise AssertionError(f"unsized property {key}: {prop}")
+    return out
+
+
+def _bounds(schema, path=""):
+    """{path: maxLength or maxItems} of every bounded field, list items included."""
+    out = {}
+    for key, prop in schema["properties"].items():
+        if prop.get("type") == "array":
+            out[f"{path}{key}[]"] = prop["maxItems"]
+            out.update(_bounds(prop["items"], f"{path}{key}[]."))
+        elif "maxLength" in prop:
+            out[f"{path}{key}"] = prop["maxLength"]
+    return out
+
+
+@pytest.mark.parametrize("budget", [(MAX_NEW_TOKENS, 1.0), (64, 1.0), (1024, 1.0), (2048, 3.5)])
+def test_fit_to_budget_bounds_the_longest_reply(budget):
+    max_new, cpt = budget
     for name in available_products():
-        fitted = get_product(name).request_schema(_cfg())
-        longest = skeleton_chars(fitted) + sum(
-            p["maxLength"] for p in fitted["properties"].values() if "maxLength" in p
-        )
-        # Every token carries >= 1 character, so this reply always fits (one token kept for EOS).
-        assert longest <= MAX_NEW_TOKENS - 1, name
-        # Fitting never loosens the published bounds.
-        for key, prop in fitted["properties"].items():
-            if "maxLength" in prop:
-                assert prop["maxLength"] <= get_product(name).schema()["properties"][key]["maxLength"]
+        published = get_product(name).schema()
+        fitted = fit_to_budget(published, max_new, cpt)
+        longest = _longest_instance(fitted)
+        assert check_reply(json.dumps(longest, separators=SEPARATORS), fitted)[1] is None, name
+        # Every token carries >= chars_per_token characters (1 for a random model), so this reply
+        # always fits (one token kept for EOS).
+        assert len(json.dumps(longest, separators=SEPARATORS)) <= int((max_new - 1) * cpt), (name, budget)
+        # Fitting never loosens the published bounds, and a fitted reply is a published one.
+        nominal = _bounds(published)
+        for key, bound in _bounds(fitted).items():
+            assert 1 <= bound <= nominal[key], (name, key)
+        assert check_reply(json.dumps(longest, separators=SEPARATORS), published)[1] is None, name
     with pytest.raises(ValueError, match="cannot hold"):
         fit_to_budget(JUDGE_SCHEMA, 20)
 
 
-def test_grammar_schema_accepts_exactly_the_published_lengths(tiny_model_dir):
-    """The bounded-repeat rewrite (xgrammar cannot compile {0,699}) keeps the same language."""
+def test_fit_to_budget_keeps_list_items_whole():
+    story = {"summary": text_field(100), "content": text_field(800)}
+    schema = object_schema({"stories": list_field(story, 20, title="story")}, title="s")
+    skeleton = skeleton_chars(schema)  # {"stories":[]}
+    item = skeleton_chars(schema["properties"]["stories"]["items"]) + 900  # one whole story
+    # Room for exactly 3 whole stories (and their 2 commas): 3 items of nominal length.
+    fitted = fit_to_budget(schema, skeleton + 3 * item + 2 + 1)
+    assert fitted["properties"]["stories"]["maxItems"] == 3
+    assert fitted["properties"]["stories"]["items"]["properties"]["content"]["maxLength"] == 800
+    # Less than one whole story: one story, its fields shrunk in proportion.
+    small = fit_to_budget(schema, 96)["properties"]["stories"]
+    props = small["items"]["properties"]
+    assert small["maxItems"] == 1 and props["content"]["maxLength"] == 8 * props["summary"]["maxLength"]
+    assert text_capacity(fit_to_budget(schema, 96)) == props["summary"]["maxLength"] + props["content"]["maxLength"]
+    assert fit_to_budget(schema, 100_000) == schema  # everything fits: untouched
+    with pytest.raises(ValueError, match="cannot hold"):
+        fit_to_budget(schema, skeleton + 10)
+
+
+def test_grammar_schema_bounds_list_items_and_count(grammar_compiler):
+    """xgrammar honours maxItems and the per-item text bounds of a fitted list."""
+    import xgrammar
+
+    compiler = grammar_compiler
+    schema = object_schema({"items": list_field({"a": text_field(5), "b": text_field(150)}, 2, title="i")}, title="t")
+    compiled = compiler.compile_json_schema(grammar_schema(schema), any_whitespace=False, separators=SEPARATORS)
+    one = {"a": "x" * 5, "b": "y" * 150}
+    for value, ok in [([one], True), ([one, one], True), ([one] * 3, False), ([], False), ([{**one, "a": "x" * 6}], False)]:
+        text = json.dumps({"items": value}, separators=SEPARATORS)
+        assert xgrammar.GrammarMatcher(compiled).accept_string(text) is ok, value
+        assert (check_reply(text, schema)[1] is None) is ok, value
+
+
+@pytest.fixture(scope="module")
+def grammar_compiler(tiny_model_dir):
     import xgrammar
 
     from humanllm_ray.model import load_tokenizer
 
-    tok = load_tokenizer(tiny_model_dir)
-    compiler = xgrammar.GrammarCompiler(xgrammar.TokenizerInfo.from_huggingface(tok))
+    return xgrammar.GrammarCompiler(xgrammar.TokenizerInfo.from_huggingface(load_tokenizer(tiny_model_dir)))
+
+
+def test_grammar_schema_accepts_exactly_the_published_lengths(grammar_compiler):
+    """The bounded-repeat rewrite (xgrammar cannot compile {0,699}) keeps the same language."""
+    import xgrammar
+
+    compiler = grammar_compiler
     schema = object_schema({"t": text_field(345)}, title="t")
     compiled = compiler.compile_json_schema(grammar_schema(schema), any_whitespace=False, separators=SEPARATORS)
     for n, ok in [(1, True), (344, True), (345, True), (346, False)]:
@@ -102,6 +179,65 @@ def test_names_become_placeholders_consistently():
     # One person, one placeholder, across fields; existing placeholders are not reused.
     assert out["scenario"].startswith("PersonB asked the user and PersonC")
     assert "told PersonB no, PersonA agreed" in out["answer"]
+
+
+# -- products: postprocess and QC rules (no engine) ----------------------------------------
+
+
+def test_every_paper_product_is_registered_and_in_the_default():
+    paper = {"post_tags", "persona", "profile", "life_stories", "social_qa", "writing_style"}
+    assert paper <= set(available_products())
+    assert set(load_config().synth.products) == paper
+    for name in paper:
+        product = get_product(name)
+        assert product.prompt.version == product.prompt_version and product.prompt.hash
+        assert product.min_words(load_config().qc) >= 1
+
+
+def test_life_stories_names_map_across_stories():
+    product = get_product("life_stories")
+    payload = {
+        "stories": [
+            {"summary": "Trip with Anna", "content": "Anna Smith and I drove north; PersonA stayed home."},
+            {"summary": "A call", "content": "Anna called me, then John did."},
+        ]
+    }
+    out = product.postprocess(payload)
+    assert find_names(json.dumps(out)) == []
+    assert out["stories"][0]["summary"] == "Trip with PersonB"  # PersonA was taken already
+    assert out["stories"][1]["content"] == "PersonB called me, then PersonC did."
+    assert check_reply(json.dumps(out), product.schema())[1] is None
+    assert len(product.text_fields(out)) == 4
+
+
+def test_qc_rules_of_the_new_products():
+    qc_cfg = load_config().qc
+    posts = ["r1", "r2", "r3"]
+    tiny = json.dumps({"max_new_tokens": 96, "chars_per_token": 1.0})
+    real = json.dumps({"max_new_tokens": 1024, "chars_per_token": 1.0})
+
+    def reasons(name, payload, **row):
+        row = {"source_record_ids": posts, "provenance": tiny, **row}
+        return [r for r, _ in get_product(name).rule_violations(payload, row, qc_cfg)]
+
+    ten_words = "The user writes about running and family with warm, hopeful words"
+    # profile: the paper's 100-word minimum binds a real model's budget, not the tiny one's.
+    assert reasons("profile", {"profile": ten_words}) == []
+    assert reasons("profile", {"profile": ten_words}, provenance=real) == ["rule_too_short"]
+    assert reasons("profile", {"profile": ten_words}, source_record_ids=["r1"]) == ["rule_too_few_posts"]
+    assert reasons("writing_style", {"style": "Short, lowercase sentences, no punctuation."}) == []
+    story = {"summary": "First race", "content": "I ran my first race in the rain."}
+    assert reasons("life_stories", {"stories": [story]}) == []
+    assert reasons("life_stories", {"stories": [story, story]}) == ["rule_duplicate_story"]
+    assert reasons("life_stories", {"stories": [{**story, "content": "Then Anna left."}]}) == ["rule_raw_name"]
+    # post tags: per post, rules only (not judged), no posts minimum.
+    tags = get_product("post_tags")
+    assert tags.judged is False and get_product("profile").judged is True
+    assert reasons("post_tags", {"reason": "A personal story.", "quality": 4, "harmless": True}, source_record_ids=["r1"]) == []
+    from humanllm_ray.synth.products.post_tags import keep
+
+    assert keep({"quality": 3, "harmless": True}) and not keep({"quality": 2, "harmless": True})
+    assert not keep({"quality": 5, "harmless": False})
 
 
 # -- hf engine --------------------------------------------------------------------------

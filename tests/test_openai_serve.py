@@ -119,7 +119,9 @@ def served(tiny_model_dir, tmp_path_factory):
 
 
 def _cfg(*overrides):
-    return load_config(overrides=["run.progress=false", f"synth.max_new_tokens={MAX_NEW_TOKENS}", *overrides])
+    return load_config(
+        overrides=["run.progress=false", "synth.products=[persona,social_qa]", f"synth.max_new_tokens={MAX_NEW_TOKENS}", *overrides]
+    )
 
 
 def _openai_overrides(served, concurrency=3):

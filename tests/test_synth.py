@@ -14,7 +14,7 @@ from humanllm_ray import storage
 from humanllm_ray.config import load_config
 from humanllm_ray.llm import engine_identity
 from humanllm_ray.llm.faulty_engine import fault_for_seed
-from humanllm_ray.llm.schema import ENGINE_ERROR, SCHEMA_INVALID, UNPARSED, validate
+from humanllm_ray.llm.schema import ENGINE_ERROR, SCHEMA_INVALID, UNPARSED, schema_hash, validate
 from humanllm_ray.stage import read_table
 from humanllm_ray.synth import qc, synthesize
 from humanllm_ray.synth.generation import attempt_seed
@@ -23,6 +23,7 @@ from humanllm_ray.synth.products import get_product
 N_USERS, N_RECORDS = 4, 6
 FAST = [
     "run.progress=false",
+    "synth.products=[persona,social_qa]",  # the other products: test_new_products_end_to_end
     "synth.max_new_tokens=64",
     "qc.max_new_tokens=96",
     "synth.pool.batch_size=4",
@@ -198,3 +199,61 @@ def test_synth_and_qc_on_s3(ray_local, s3_bucket, tmp_path):
     assert storage.exists(f"{root}/qc/_SUCCESS")
     data = read_table(f"{root}/qc/data")
     assert data.num_rows == q["rows_out"] and "judge" in data.column_names
+
+
+NEW_PRODUCTS = ["profile", "life_stories", "writing_style", "post_tags"]
+
+
+def test_new_products_end_to_end(ray_local, tmp_path):
+    """profile, life_stories, writing_style and post_tags on 2 users (hf engine, tiny model):
+    every row valid under the published schema, exact accounting, provenance, and QC
+    (rules + judge; post tags on rules alone)."""
+    root = str(tmp_path)
+    n_users, n_records = 2, 3
+    write_curated(os.path.join(root, "curated"), n_users=n_users, n_records=n_records)
+    cfg = _cfg(root, f"synth.products=[{','.join(NEW_PRODUCTS)}]", "synth.pool.batch_size=6")
+    expected = dict.fromkeys(NEW_PRODUCTS, 0)
+    for row in curated_rows(n_users, n_records):
+        for name in ("profile", "life_stories", "writing_style"):
+            expected[name] += 1  # one per user
+        expected["post_tags"] += sum(len(rec["text"]) >= cfg.synth.min_post_chars for rec in row["records"])
+
+    r = synthesize.run(cfg)
+    assert {p: v["requests"] for p, v in r["by_product"].items()} == expected
+    assert r["rows_in"] == sum(expected.values()) == r["rows_out"] + r["rows_quarantined"] + r["rows_merged"]
+    assert r["prompt_versions"] == {p: f"{p}.v1" for p in NEW_PRODUCTS}
+    rows = read_table(os.path.join(root, "synth", "data")).to_pylist()
+    assert len(rows) == r["rows_out"] and len(_quarantine(os.path.join(root, "synth"))) == r["rows_quarantined"]
+    assert {row["product"] for row in rows} == set(NEW_PRODUCTS)  # every product made valid items
+    for row in rows:
+        product = get_product(row["product"])
+        payload = json.loads(row["payload"])
+        assert validate(payload, product.schema()) is None, row["payload"]  # the published schema
+        assert validate(payload, product.request_schema(cfg)) is None, row["payload"]  # and the fitted one
+        prov = json.loads(row["provenance"])
+        assert prov["prompt_version"] == product.prompt_version and prov["prompt_hash"] == product.prompt.hash
+        assert prov["schema_hash"] == schema_hash(product.request_schema(cfg))
+        assert prov["max_new_tokens"] == 64 and prov["chars_per_token"] == 1.0 and prov["attempts"] >= 1
+        assert row["source_text"] and row["source_record_ids"]
+        if row["product"] == "post_tags":
+            assert row["item_id"] == f"{row['user_id']}:post_tags:{row['source_record_ids'][0]}"
+        else:
+            assert row["item_id"] == f"{row['user_id']}:{row['product']}" and len(row["source_record_ids"]) == n_records
+    # 64 tokens hold one (short) story: the fitted bound, not the published 20.
+    assert all(len(json.loads(row["payload"])["stories"]) == 1 for row in rows if row["product"] == "life_stories")
+
+    q = qc.run(cfg)
+    assert q["rows_in"] == r["rows_out"] and q["rows_in"] == q["rows_out"] + q["rows_quarantined"]
+    assert set(q["by_product"]) == set(NEW_PRODUCTS)
+    tags_in = q["by_product"]["post_tags"]["in"]
+    tags_rule_failed = sum(1 for x in _quarantine(os.path.join(root, "qc")) if ":post_tags:" in x["record_id"])
+    assert q["unjudged"] == tags_in - tags_rule_failed  # post tags skip the judge ...
+    assert q["judged"] == q["rows_in"] - q["rule_failed"] - q["unjudged"] == q["requests_sent"]  # ... the rest do not
+    passed = read_table(os.path.join(root, "qc", "data")).to_pylist()
+    assert len(passed) == q["rows_out"]
+    for row in passed:
+        judge = json.loads(row["judge"])
+        if row["product"] == "post_tags":
+            assert judge == {"judged": False}
+        else:
+            assert validate(judge, qc.JUDGE_SCHEMA) is None

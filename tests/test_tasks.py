@@ -177,9 +177,12 @@ def make_fixture(root: str) -> dict:
         qc("qa-a1", "u_reddit_a", "reddit", "social_qa", {"scenario": "A friend borrowed PersonA's hobby tools and returned them broken.", "question": "How did PersonA feel afterwards?", "answer": "Annoyed at first, then relieved that nobody got hurt."}, ["u_reddit_a-r2"]),
         qc("qa-a2", "u_reddit_a", "reddit", "social_qa", {"scenario": "PersonA lost the chess final and said it was fine, mostly a lesson.", "question": "What did PersonA say?", "answer": "it was fine, mostly a lesson"}, ["u_reddit_a-r4"]),
         qc("qa-b1", "u_reddit_b", "reddit", "social_qa", {"scenario": "PersonB's sourdough starter died during a heat wave.", "question": "What did PersonB do next?", "answer": "Started a new starter the same evening and kept it in the cellar."}, ["u_reddit_b-r3"]),
-        qc("st-blog", "u_blog", "blogger", "stories", {"stories": [{"summary": "Learning to bake", "content": "I burned three loaves before one came out right."}, {"summary": "First race", "content": "I ran my first 10k in the rain and finished last, grinning."}, {"summary": "Night sky", "content": "I bought a small telescope and found Saturn on the second night."}]}, ["u_blog-r1"]),
+        qc("st-blog", "u_blog", "blogger", "life_stories", {"stories": [{"summary": "Learning to bake", "content": "I burned three loaves before one came out right."}, {"summary": "First race", "content": "I ran my first 10k in the rain and finished last, grinning."}, {"summary": "Night sky", "content": "I bought a small telescope and found Saturn on the second night."}]}, ["u_blog-r1"]),
         qc("p-blog", "u_blog", "blogger", "persona", {"persona": "PersonE keeps a diary-like blog about hobbies."}, ["u_blog-r0"]),
         qc("pr-a", "u_reddit_a", "reddit", "profile", {"profile": "PersonA is a patient hobbyist in their thirties who moved cities twice and took up chess after an injury."}, ["u_reddit_a-r0"]),
+        # A profile without a persona (posts_to_profile) and a writing style (writing imitation context).
+        qc("pr-amz2", "u_amz_2", "amazon", "profile", {"profile": "The user reviews books and gadgets in pairs, fairly and briefly, and moved house last year."}, ["u_amz_2-r0", "u_amz_2-r1"]),
+        qc("ws-tw", "u_tw", "twitter", "writing_style", {"style": "Long reflective tweets in plain lowercase, numbered like diary entries."}, ["u_tw-r0"]),
     ]
     _write_parquet(items, QC_SCHEMA, storage.join(root, "qc", "data", "part-0.parquet"))
     return {"users": users, "qc": items}
@@ -222,6 +225,7 @@ def test_every_configured_task_yields_examples(built):
         ("writing_imitation", "continuation"),
         ("profile_generation", "posts_to_persona"),
         ("profile_generation", "persona_to_profile"),
+        ("profile_generation", "posts_to_profile"),
         ("profile_generation", "past_to_future_stories"),
         ("scenario_generation", "question_to_scenario"),
         ("scenario_generation", "summary_to_story"),
@@ -233,6 +237,27 @@ def test_every_configured_task_yields_examples(built):
         assert isinstance(json.loads(r["meta"]), dict)
     assert report["tokens"]["all"]["n"] == report["rows_out"]
     assert 0 < report["tokens"]["all"]["p50"] <= report["tokens"]["all"]["max"]
+
+
+def test_profile_and_style_products_feed_their_tasks(built):
+    rows = [r for rows in built["rows"].values() for r in rows]
+    profile = {(r["user_id"], r["variant"]): r for r in rows if r["task"] == "profile_generation"}
+    # With a persona the profile is its expansion; without one it is written from the posts.
+    assert profile[("u_reddit_a", "persona_to_profile")]["messages"][2]["content"].startswith("PersonA is a patient")
+    from_posts = profile[("u_amz_2", "posts_to_profile")]
+    assert json.loads(from_posts["meta"])["post_record_ids"] == ["u_amz_2-r0", "u_amz_2-r1"]
+    assert ("u_amz_2", "posts_to_persona") not in profile  # no persona, no fallback to it
+    # Writing imitation shows the style description when the user has one, and only then.
+    style = "Long reflective tweets in plain lowercase"
+    for r in (r for r in rows if r["task"] == "writing_imitation"):
+        meta = json.loads(r["meta"])
+        if r["user_id"] == "u_tw":
+            assert r["messages"][1]["content"].startswith(f"Writing style: {style}")
+            assert meta["style_item_id"] == "ws-tw"
+        else:
+            assert "Writing style:" not in r["messages"][1]["content"] and "style_item_id" not in meta
+    # The style lets the user's first tweet, with no earlier writing, be a target too.
+    assert any(r["user_id"] == "u_tw" and not json.loads(r["meta"])["history_record_ids"] for r in rows if r["task"] == "writing_imitation")
 
 
 def test_accounting_and_quarantine(built):

@@ -8,8 +8,8 @@ For each held-out example the person's real text (the assistant turn) is scored 
 * *without*: the same conversation with the personal context cut out of the user turn by
   :func:`strip_personal_context`:
 
-  1. a leading persona paragraph (``"Persona: ...\\n\\n"``, one paragraph: the persona schema
-     allows no newline) is removed;
+  1. leading persona and writing-style paragraphs (``"Persona: ...\\n\\n"``, ``"Writing style:
+     ...\\n\\n"``, one paragraph each: their schemas allow no newline) are removed;
   2. a history block that opens with the builder's header — ``"Here is writing this person
      posted before:"`` (writing imitation) or ``"Comments this person wrote before:"``
      (commenting) — is removed up to the first paragraph that starts the stimulus: ``They
@@ -49,6 +49,7 @@ from collections import Counter
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 PERSONA_PREFIX = "Persona: "
+STYLE_PREFIX = "Writing style: "  # writing imitation, when synthesis made a writing_style
 # task -> (history header, markers that open the stimulus paragraph after the history)
 HISTORY_BLOCKS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "writing_imitation": (
@@ -58,7 +59,8 @@ HISTORY_BLOCKS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "personalized_commenting": ("Comments this person wrote before:", ("Another user posted:",)),
 }
 STRIP_METHOD = (
-    "without = the same target after a generic prompt: the user turn loses its leading 'Persona: ...' paragraph "
+    "without = the same target after a generic prompt: the user turn loses its leading 'Persona: ...' and "
+    "'Writing style: ...' paragraphs "
     "and the history block (from the builder's header, e.g. 'Here is writing this person posted before:', to the "
     "paragraph that opens the stimulus, e.g. 'They started a new post:' / 'Another user posted:'); the system turn "
     "(generic, names no one) and the target are unchanged. gain = loss_without - loss_with."
@@ -68,10 +70,11 @@ STRIP_METHOD = (
 def _strip_user_text(text: str) -> Optional[str]:
     out = text
     removed = False
-    if out.startswith(PERSONA_PREFIX):
-        cut = out.find("\n\n")
-        out = out[cut + 2 :] if cut >= 0 else ""
-        removed = True
+    for prefix in (PERSONA_PREFIX, STYLE_PREFIX):
+        if out.startswith(prefix):
+            cut = out.find("\n\n")
+            out = out[cut + 2 :] if cut >= 0 else ""
+            removed = True
     for header, markers in HISTORY_BLOCKS.values():
         if not out.startswith(header):
             continue

@@ -15,6 +15,12 @@ Two renderings of the same constraint:
 * the *grammar* schema (what engines hand to xgrammar / vLLM): the same language written as
   bounded repetitions, because xgrammar ignores ``maxLength`` when a ``pattern`` is present
   and rejects single repetitions ``{0,n}`` above ~128. :func:`grammar_schema` rewrites.
+
+A reply may also hold one level of *lists* (:func:`list_field`: an array of closed objects
+whose fields are bounded text, enums, booleans or bounded integers; ``minItems`` /
+``maxItems`` are honoured by xgrammar). :func:`fit_to_budget` fits a list by keeping its
+items whole and lowering ``maxItems`` — fewer complete items rather than many stubs — and
+shrinks the item's text fields only when not even ``minItems`` complete items fit.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ TEXT_FIRST = "A-Za-z0-9"
 TEXT_REST = "A-Za-z0-9 ,.;:'!?()/&%-"
 TEXT_PATTERN = f"^[{TEXT_FIRST}][{TEXT_REST}]*$"
 TEXT_KIND = "humanllm_text"  # marks our bounded text fields inside a schema
+LIST_KIND = "humanllm_list"  # marks a bounded list of closed objects (see list_field)
 
 # xgrammar compiles {0,n} only up to about this n (measured: 128 ok, 200 fails).
 _MAX_SINGLE_REPEAT = 100
@@ -54,6 +61,26 @@ def text_field(max_chars: int, description: str = "") -> Dict[str, Any]:
     return field
 
 
+def list_field(item_properties: Dict[str, Any], max_items: int, title: str, min_items: int = 1, description: str = "") -> Dict[str, Any]:
+    """A list of ``min_items..max_items`` closed objects (fields: text_field, enum, boolean,
+    bounded integer; no nested lists)."""
+    if not 0 <= min_items <= max_items or max_items < 1:
+        raise ValueError(f"list_field {title!r}: need 0 <= min_items <= max_items, max_items >= 1")
+    for k, v in item_properties.items():
+        if v.get("type") == "array":
+            raise ValueError(f"list_field {title!r}: nested list {k!r} is not supported")
+    field: Dict[str, Any] = {
+        "type": "array",
+        "items": object_schema(item_properties, title=title),
+        "minItems": int(min_items),
+        "maxItems": int(max_items),
+        "x-kind": LIST_KIND,
+    }
+    if description:
+        field["description"] = description
+    return field
+
+
 def object_schema(properties: Dict[str, Any], title: str) -> Dict[str, Any]:
     """A closed object: every property required, nothing else allowed, keys in this order."""
     return {
@@ -69,8 +96,15 @@ def _text_fields(schema: Dict[str, Any]) -> List[str]:
     return [k for k, v in schema.get("properties", {}).items() if v.get("x-kind") == TEXT_KIND]
 
 
+def _list_fields(schema: Dict[str, Any]) -> List[str]:
+    return [k for k, v in schema.get("properties", {}).items() if v.get("x-kind") == LIST_KIND]
+
+
 def _longest_value(prop: Dict[str, Any]) -> Any:
-    """The longest JSON value a non-text property can take (for sizing the skeleton)."""
+    """The longest JSON value a non-text property can take (for sizing the skeleton); a
+    list counts as empty here, its items are budgeted like text."""
+    if prop.get("x-kind") == LIST_KIND:
+        return []
     if "enum" in prop:
         return max(prop["enum"], key=lambda v: len(json.dumps(v)))
     t = prop.get("type")
@@ -85,28 +119,78 @@ def _longest_value(prop: Dict[str, Any]) -> Any:
 
 
 def skeleton_chars(schema: Dict[str, Any]) -> int:
-    """Characters of the reply with every text field empty and every other field at its longest."""
+    """Characters of the reply with every text field empty, every list empty and every other
+    field at its longest."""
     props = schema["properties"]
     sample = {k: ("" if k in _text_fields(schema) else _longest_value(v)) for k, v in props.items()}
     return len(json.dumps(sample, separators=SEPARATORS, ensure_ascii=False))
 
 
+def _item_text(item_schema: Dict[str, Any]) -> int:
+    return sum(int(item_schema["properties"][k]["maxLength"]) for k in _text_fields(item_schema))
+
+
+def _list_chars(prop: Dict[str, Any], n_items: int, item_text: int) -> int:
+    """Characters inside a list's brackets: n items of item_text characters of text each."""
+    if n_items <= 0:
+        return 0
+    return n_items * (skeleton_chars(prop["items"]) + item_text) + (n_items - 1)
+
+
+def _list_min_chars(prop: Dict[str, Any]) -> int:
+    """The least a list needs: minItems items with one character per text field."""
+    return _list_chars(prop, int(prop.get("minItems", 0)), len(_text_fields(prop["items"])))
+
+
+def _fit_list(prop: Dict[str, Any], share: int) -> None:
+    """Fit a list into ``share`` characters: as many whole items as fit (at least minItems);
+    only when minItems whole items do not fit are the item's text fields shrunk."""
+    item = prop["items"]
+    nominal_text = _item_text(item)
+    min_items, max_items = int(prop.get("minItems", 0)), int(prop["maxItems"])
+    whole = max((n for n in range(max_items + 1) if _list_chars(prop, n, nominal_text) <= share), default=0)
+    if whole >= max(1, min_items):
+        prop["maxItems"] = whole
+        return
+    n = max(1, min_items)
+    per_item = (share - (n - 1)) // n - skeleton_chars(item)
+    fields = _text_fields(item)
+    if per_item < len(fields):
+        raise ValueError(f"list {item.get('title', '?')!r}: {share} characters cannot hold {n} item(s)")
+    for k in fields:
+        nominal = int(item["properties"][k]["maxLength"])
+        item["properties"][k]["maxLength"] = max(1, min(nominal, int(per_item * nominal / nominal_text)))
+    prop["maxItems"] = n
+
+
+def text_capacity(schema: Dict[str, Any]) -> int:
+    """Characters of free text the schema's longest reply holds (lists at maxItems)."""
+    props = schema["properties"]
+    total = sum(int(props[k]["maxLength"]) for k in _text_fields(schema))
+    return total + sum(int(props[k]["maxItems"]) * _item_text(props[k]["items"]) for k in _list_fields(schema))
+
+
 def fit_to_budget(schema: Dict[str, Any], max_new_tokens: int, chars_per_token: float = 1.0) -> Dict[str, Any]:
-    """A copy of ``schema`` whose text fields are shortened so any reply fits the token budget.
+    """A copy of ``schema`` whose text fields (and lists) are shortened so any reply fits the
+    token budget.
 
     The characters left after the skeleton (and one token for end-of-sequence) are shared
-    among text fields in proportion to their nominal ``maxLength``, never above it.
+    among text fields and lists in proportion to their nominal size (a text field's
+    ``maxLength``; a list's characters at ``maxItems``), never above it; a list then keeps
+    as many whole items as its share holds (see :func:`_fit_list`).
     ``chars_per_token`` > 1 trades the completion guarantee for longer fields (real models
     average ~3.5 characters per token; a random model can emit one character per token).
     """
     out = copy.deepcopy(schema)
     fields = _text_fields(out)
-    if not fields:
+    lists = _list_fields(out)
+    if not fields and not lists:
         return out
     props = out["properties"]
     available = int((max_new_tokens - 1) * chars_per_token) - skeleton_chars(out)
     nominal = {k: int(props[k]["maxLength"]) for k in fields}
-    if available < len(fields):
+    nominal.update({k: _list_chars(props[k], int(props[k]["maxItems"]), _item_text(props[k]["items"])) for k in lists})
+    if available < len(fields) + sum(_list_min_chars(props[k]) for k in lists):
         raise ValueError(
             f"max_new_tokens={max_new_tokens} cannot hold a {out.get('title', 'reply')} reply: "
             f"its JSON skeleton alone needs {skeleton_chars(out)} characters"
@@ -116,6 +200,9 @@ def fit_to_budget(schema: Dict[str, Any], max_new_tokens: int, chars_per_token: 
         return out
     for k in fields:
         props[k]["maxLength"] = max(1, min(nominal[k], int(available * nominal[k] / total_nominal)))
+    for k in lists:
+        share = max(_list_min_chars(props[k]), int(available * nominal[k] / total_nominal))
+        _fit_list(props[k], share)
     return out
 
 
@@ -131,12 +218,17 @@ def _bounded_pattern(max_chars: int) -> str:
 
 
 def grammar_schema(schema: Dict[str, Any]) -> Dict[str, Any]:
-    """The same schema with length-bounded text fields written as grammar-friendly patterns."""
+    """The same schema with length-bounded text fields written as grammar-friendly patterns
+    (inside list items too)."""
     out = copy.deepcopy(schema)
     for k in _text_fields(out):
         prop = out["properties"][k]
         prop["pattern"] = _bounded_pattern(int(prop.pop("maxLength")))
         prop.pop("minLength", None)
+        prop.pop("x-kind", None)
+    for k in _list_fields(out):
+        prop = out["properties"][k]
+        prop["items"] = grammar_schema(prop["items"])
         prop.pop("x-kind", None)
     return out
 

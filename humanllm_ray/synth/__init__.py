@@ -1,4 +1,5 @@
-"""LLM synthesis (persona, social QA) and its quality control (rules + LLM judge).
+"""LLM synthesis (post tags, persona, profile, life stories, social QA, writing style) and
+its quality control (rules + LLM judge).
 
 ``synth.run(cfg)`` and ``synth.qc.run(cfg)`` are the two stages; products live in
 :mod:`.products`, the shared request machinery (actor pool, retries, cache) in

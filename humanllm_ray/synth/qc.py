@@ -4,15 +4,20 @@
 
 1. **Rules** (cheap, no LLM; :meth:`Product.rule_violations`): the payload still parses and
    validates, word bounds per product (``qc.min_words`` / ``qc.max_words``: ``rule_too_short``,
-   ``rule_too_long``), no raw names left (``rule_raw_name``), a persona has at least
-   ``qc.min_posts_for_profile`` source posts (``rule_too_few_posts``), a social QA answer is
-   not written into its scenario (``rule_answer_in_scenario``). Items that break a rule are
-   quarantined without asking the judge.
+   ``rule_too_long``), no raw names left (``rule_raw_name``), a per-user item (persona,
+   profile, life stories, writing style) has at least ``qc.min_posts_for_profile`` source
+   posts (``rule_too_few_posts``), a social QA answer is not written into its scenario
+   (``rule_answer_in_scenario``), no life story is told twice (``rule_duplicate_story``).
+   Items that break a rule are quarantined without asking the judge. A word minimum the
+   item's generation budget could not hold is not applied (:meth:`Product.min_words`,
+   budget from its provenance).
 2. **Judge**: the same engine and actor-pool machinery as synthesis
    (:mod:`.generation`: cache, seeds, retries) re-reads each item against its source posts —
    the ``source_text`` column the synth stage carries, exactly what the generator saw — and
    answers ``{reason, grounded: 1-5, coherent: 1-5, leakage: bool, harmless: bool}``
-   (reason first: the verdict follows the rationale).
+   (reason first: the verdict follows the rationale). Products that are themselves
+   judgements (``Product.judged = False``: post tags) pass on the rules alone; their
+   ``judge`` column says ``{"judged": false}`` and the report counts them as ``unjudged``.
 3. **Verdict** against ``QCConfig`` thresholds: ``judge_not_grounded``, ``judge_incoherent``,
    ``judge_leakage`` (products where leakage applies), ``judge_harmful``; a judge reply that
    never validates is ``judge_unparsed_json`` / ``judge_schema_invalid`` / ``judge_engine_error``.
@@ -44,7 +49,19 @@ from ..prompts import load_prompt
 from ..runtime import RunPaths, init_ray
 from ..stage import StageDir, StageResult, quarantine_row, run_stage
 from .budget import PromptBudget, fit_text
-from .generation import OK, PoolSpec, columns_frame, ReplySpec, Sampling, messages_hash, request_key, run_requests, write_dataset
+from .generation import (
+    OK,
+    RESULT_FIELDS,
+    PoolSpec,
+    ReplySpec,
+    Sampling,
+    columns_frame,
+    conform,
+    messages_hash,
+    request_key,
+    run_requests,
+    write_dataset,
+)
 from .products import get_product
 from .synthesize import QUARANTINE_SCHEMA, SYNTH_FIELDS, prepare_model, stage_data_uri
 
@@ -100,7 +117,7 @@ def rule_check(row: Dict[str, Any], qc: Any) -> List[Tuple[str, str]]:
 
 def apply_rules(batch: pa.Table, cfg: HumanLLMConfig) -> pa.Table:
     reasons, details = [], []
-    for row in batch.select(["product", "payload", "source_record_ids"]).to_pylist():
+    for row in batch.select(["product", "payload", "source_record_ids", "provenance"]).to_pylist():
         broken = rule_check(row, cfg.qc)
         reasons.append(broken[0][0] if broken else "")
         details.append("; ".join(f"{r}: {d}" for r, d in broken)[:2000])
@@ -109,12 +126,28 @@ def apply_rules(batch: pa.Table, cfg: HumanLLMConfig) -> pa.Table:
     )
 
 
+def _is_judged(product: str) -> bool:
+    try:
+        return get_product(product).judged
+    except ValueError:  # unknown products never pass the rules
+        return True
+
+
+def _passed_rules(batch: pa.Table, judged: Optional[bool] = None) -> pa.Table:
+    """Rows that passed the rules; with ``judged`` set, only those of (non-)judged products."""
+    batch = batch.filter(pc.equal(batch.column("rule_reason"), ""))
+    if judged is not None:
+        keep = [_is_judged(p) is judged for p in batch.column("product").to_pylist()]
+        batch = batch.filter(pa.array(keep, pa.bool_()))
+    return batch
+
+
 def build_judge_requests(batch: pa.Table, cfg: HumanLLMConfig, engine_id: str) -> pa.Table:
-    """Rows that passed the rules -> judge requests (synth columns pass through)."""
+    """Rows that passed the rules (of judged products) -> judge requests (synth columns pass through)."""
     template = load_prompt(JUDGE_PROMPT)
     sampling = _sampling(cfg).as_dict()
     judge_schema_hash = schema_hash(judge_request_schema(cfg))
-    batch = batch.filter(pc.equal(batch.column("rule_reason"), ""))
+    batch = _passed_rules(batch, judged=True)
     budget = PromptBudget.for_config(cfg, cfg.qc.max_new_tokens, cfg.qc.max_source_chars)
     keys, specs, messages = [], [], []
     for row in batch.select(["item_id", "product", "payload", "platform", "source_text"]).to_pylist():
@@ -251,10 +284,12 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
         summary = columns_frame(checked, ["product", "platform", "rule_reason"])
         n_in = len(summary)
         rule_failed = summary[summary["rule_reason"] != ""]
+        passed = summary[summary["rule_reason"] == ""]
+        n_unjudged = int((~passed["product"].map(_is_judged).astype(bool)).sum()) if len(passed) else 0
 
         if not cfg.qc.enabled:
             log.warning("qc.enabled=false: items pass on rules alone, without the judge")
-        if cfg.qc.enabled and n_in > len(rule_failed):
+        if cfg.qc.enabled and len(passed) > n_unjudged:
             prepare_model(cfg)
             requests = checked.map_batches(
                 build_judge_requests, fn_kwargs={"cfg": cfg, "engine_id": engine_id}, batch_format="pyarrow"
@@ -267,6 +302,11 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
                 cache_uri=out.path("_cache"),
             )
             judged, stats = run_requests(cfg, requests, JUDGE_REQUEST_SCHEMA, pool_spec, cfg.qc.pool)
+            if n_unjudged:  # e.g. post tags: they pass on the rules alone
+                judged = judged.union(_unjudged(checked, judged=False)).materialize()
+        elif cfg.qc.enabled:
+            judged = _unjudged(checked, judged=False)
+            stats = {"requests": 0, "cache_hits": 0, "requests_sent": 0, "generations": 0}
         else:
             # Rules only: every rule-passing item "passes the judge" with no verdict.
             judged, stats = _unjudged(checked), {"requests": 0, "cache_hits": 0, "requests_sent": 0, "generations": 0}
@@ -317,6 +357,7 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
             "requests_sent": stats["requests_sent"],
             "generations": stats["generations"],
             "judged": stats["requests"],
+            "unjudged": n_unjudged if cfg.qc.enabled else int(len(passed)),
             "rule_failed": int(len(rule_failed)),
             "by_product": by_product,
             "judge_means": {
@@ -366,23 +407,30 @@ OUTCOME_SCHEMA = pa.schema(
 )
 
 
-def _unjudged(checked: Any) -> Any:
-    """With qc.enabled=false: rule-passing rows shaped like judged ones; ``judge`` says it did not run."""
+def _unjudged(checked: Any, judged: Optional[bool] = None) -> Any:
+    """Rule-passing rows shaped like judged ones (same columns), whose ``judge`` says it did
+    not run: every such row with qc.enabled=false, else (``judged=False``) those of products
+    QC does not judge."""
     no_verdict = json.dumps({"judged": False})
+    why = "qc.enabled=false" if judged is None else "product not judged"
+    schema = pa.schema(list(JUDGE_REQUEST_SCHEMA) + RESULT_FIELDS)
 
     def shape(batch: pa.Table) -> pa.Table:
-        batch = batch.filter(pc.equal(batch.column("rule_reason"), ""))
+        batch = _passed_rules(batch, judged)
         n = batch.num_rows
         out = batch.select(SYNTH_COLUMNS)
         for name, value, typ in (
+            ("request_key", "", pa.string()),
+            ("reply_spec", "", pa.string()),
+            ("messages", "", pa.string()),
             ("status", OK, pa.string()),
             ("reason", "", pa.string()),
-            ("detail", "qc.enabled=false", pa.string()),
+            ("detail", why, pa.string()),
             ("reply", no_verdict, pa.string()),
             ("attempts", 0, pa.int32()),
             ("seed", 0, pa.int64()),
         ):
             out = out.append_column(name, pa.array([value] * n, typ))
-        return out
+        return conform(out, schema)
 
     return checked.map_batches(shape, batch_format="pyarrow").materialize()

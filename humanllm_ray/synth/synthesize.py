@@ -2,13 +2,15 @@
 
 ``{run.root}/curated/data`` -> ``{run.root}/synth``:
 
-* ``data/*.parquet`` — one row per valid item: ``item_id`` (``{user}:persona``,
-  ``{user}:social_qa:{record_id}``), ``user_id``, ``platform``, ``product``, ``payload`` (the
-  schema-valid JSON text, names replaced by placeholders), ``source_record_ids``,
+* ``data/*.parquet`` — one row per valid item: ``item_id`` (``{user}:{product}`` for the
+  per-user products — persona, profile, life_stories, writing_style — and
+  ``{user}:{product}:{record_id}`` for the per-post ones — social_qa, post_tags),
+  ``user_id``, ``platform``, ``product``, ``payload`` (the schema-valid JSON text, names
+  replaced by placeholders), ``source_record_ids``,
   ``source_text`` (the posts exactly as the prompt showed them: the QC judge re-reads them,
   so QC needs no join with the curated data), ``provenance`` (JSON: engine, model,
-  prompt_version, prompt_hash, schema_hash, temperature, top_p, max_new_tokens, seed,
-  attempts);
+  prompt_version, prompt_hash, schema_hash, temperature, top_p, max_new_tokens,
+  chars_per_token, seed, attempts);
 * ``_quarantine/`` — items whose replies never parsed / validated (``unparsed_json``,
   ``schema_invalid``, ``engine_error``) with the last raw reply;
 * ``_cache/`` — the request cache (kept across resets; see :mod:`.generation`).
@@ -159,6 +161,7 @@ def to_synth_rows(batch: pa.Table, cfg: HumanLLMConfig, engine_id: str) -> pa.Ta
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_new_tokens": sampling.max_new_tokens,
+            "chars_per_token": cfg.synth.chars_per_token,  # with max_new_tokens: the fitted schema, QC's word minimums
             "seed": r["seed"],
             "attempts": r["attempts"],
         }

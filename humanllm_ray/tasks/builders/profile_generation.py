@@ -2,10 +2,13 @@
 
 Variants, by which synthesis products the user has:
 * ``persona_to_profile``     — persona -> the detailed profile (``profile`` product);
-* ``past_to_future_stories`` — the first half of the user's life stories (``stories``
+* ``past_to_future_stories`` — the first half of the user's life stories (``life_stories``
   product, [{summary, content}] in time order) -> the second half;
-* ``posts_to_persona``       — the thin variant when only a persona exists: the posts
-  the persona was written from (else the most recent ones) -> the persona.
+* ``posts_to_profile``       — the user's posts -> the profile, when there is a profile
+  but no persona to expand (e.g. QC rejected the persona);
+* ``posts_to_persona``       — the fallback when synthesis made only a persona (e.g.
+  ``synth.products=[persona, social_qa]``): the posts the persona was written from (else
+  the most recent ones) -> the persona.
 """
 
 from __future__ import annotations
@@ -24,6 +27,15 @@ from ..common import (
 from ..registry import register
 
 SYSTEM_PROFILER = "You write concise, faithful third-person descriptions of people from what they wrote."
+LIFE_STORIES = "life_stories"  # the synthesis product (synth/products/life_stories.py)
+
+
+def _posts_behind(user: UserTimeline, item, ctx: BuildContext):
+    """The posts a synthesis item was written from (else the user's most recent ones)."""
+    authored = user.authored() or [r for r in user.records if r.text.strip()]
+    sources = set(item.source_record_ids)
+    grounded = [r for r in authored if r.record_id in sources]
+    return most_recent(grounded or authored, ctx.max_history)
 
 
 def stories_of(payload: dict) -> List[dict]:
@@ -49,7 +61,9 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
 
     for item in sorted(user.products("profile"), key=lambda i: i.item_id):
         profile = str(item.payload.get("profile") or "").strip()
-        if persona_item and profile:
+        if not profile:
+            continue
+        if persona_item:
             built.append(
                 Candidate(
                     **base,
@@ -62,8 +76,24 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
                     meta={"qc_item_id": item.item_id, "persona_item_id": persona_item.item_id},
                 )
             )
+            continue
+        posts = _posts_behind(user, item, ctx)
+        if posts:
+            built.append(
+                Candidate(
+                    **base,
+                    variant="posts_to_profile",
+                    key=item.item_id,
+                    system=SYSTEM_PROFILER,
+                    prompt=f"Posts by one person:\n\n{format_history(posts, ctx)}\n\n"
+                    "Describe this person in one third-person paragraph: traits, values, interests, "
+                    "emotional tone, and a few salient life events.",
+                    target=profile,
+                    meta={"qc_item_id": item.item_id, "post_record_ids": [r.record_id for r in posts]},
+                )
+            )
 
-    for item in sorted(user.products("stories"), key=lambda i: i.item_id):
+    for item in sorted(user.products(LIFE_STORIES), key=lambda i: i.item_id):
         stories = stories_of(item.payload)
         if len(stories) < 2:
             continue
@@ -83,10 +113,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
         )
 
     if persona_item is not None:
-        authored = user.authored() or [r for r in user.records if r.text.strip()]
-        sources = set(persona_item.source_record_ids)
-        grounded = [r for r in authored if r.record_id in sources]
-        posts = most_recent(grounded or authored, ctx.max_history)
+        posts = _posts_behind(user, persona_item, ctx)
         if posts:
             built.append(
                 Candidate(

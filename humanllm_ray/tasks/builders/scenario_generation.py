@@ -4,7 +4,7 @@ Variants:
 * ``question_to_scenario`` — from each social QA item: persona + the question asked about
   the person -> the scenario it was asked in (the answer is withheld: it is the behaviour
   the scenario must not give away);
-* ``summary_to_story``     — from ``stories`` items: persona + a story's one-line summary
+* ``summary_to_story``     — from ``life_stories`` items: persona + a story's one-line summary
   -> the first-person story.
 """
 
@@ -14,7 +14,7 @@ from typing import Iterator
 
 from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, most_recent, persona_block
 from ..registry import register
-from .profile_generation import stories_of
+from .profile_generation import LIFE_STORIES, stories_of
 from .social_qa import qa_fields
 
 SYSTEM_SCENARIO = "You write realistic, specific everyday situations that a given person could find themselves in."
@@ -43,7 +43,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
             )
         )
     if persona:
-        for item in sorted(user.products("stories"), key=lambda i: i.item_id):
+        for item in sorted(user.products(LIFE_STORIES), key=lambda i: i.item_id):
             for n, story in enumerate(stories_of(item.payload)):
                 if not story["summary"]:
                     continue

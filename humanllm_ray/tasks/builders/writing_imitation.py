@@ -5,17 +5,27 @@ Variants, chosen by what the target record has:
 * ``item_to_review`` — an Amazon review: the item's name and the rating -> the review;
 * ``continuation``   — untitled text (tweets, blog posts): its first half -> the second half
   (the target is only the part not shown, so it can never sit in its own prompt).
-The history is the user's most recent earlier writing on the same platform.
+The history is the user's most recent earlier writing on the same platform. When synthesis
+made a ``writing_style`` description of the user, the prompt opens with it (``meta`` names
+its item), and a target with no earlier writing is conditioned on the description alone.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
-from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, format_history, most_recent
+from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, QCItem, UserTimeline, format_history, most_recent
 from ..registry import register
 
 MIN_CONTINUATION_WORDS = 16  # shorter texts have no meaningful "second half"
+
+
+def style_item(user: UserTimeline) -> Optional[QCItem]:
+    """The user's writing style description (``writing_style`` product), if any."""
+    for item in sorted(user.products("writing_style"), key=lambda i: i.item_id):
+        if str(item.payload.get("style") or "").strip():
+            return item
+    return None
 
 
 def _split_in_half(text: str):
@@ -27,14 +37,21 @@ def _split_in_half(text: str):
 @register("writing_imitation")
 def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
     authored = user.authored()
+    style = style_item(user)
+    # One paragraph (the style schema allows no newline), like the persona's: evaluation strips it.
+    style_block = f"Writing style: {str(style.payload['style']).strip()}\n\n" if style else ""
     built = []
     for i, target in enumerate(authored):
         earlier = [r for r in authored[:i] if r.platform == target.platform and r.text != target.text]
         history = most_recent(earlier, ctx.max_history)
-        if not history:
+        if not history and not style:
             continue  # nothing to imitate from yet
-        intro = f"Here is writing this person posted before:\n\n{format_history(history, ctx)}\n\n"
+        intro = style_block
+        if history:
+            intro += f"Here is writing this person posted before:\n\n{format_history(history, ctx)}\n\n"
         meta = {"target_record_id": target.record_id, "history_record_ids": [r.record_id for r in history]}
+        if style:
+            meta["style_item_id"] = style.item_id
         if target.platform == "amazon" and target.context:
             variant = "item_to_review"
             rating = f" and rated it {target.rating:g}/5" if target.rating is not None else ""
