@@ -152,6 +152,9 @@ class SynthConfig:
     )
     max_users: Optional[int] = None  # cap for quick runs
     max_posts_per_user: int = 2  # social QA items per user
+    # post_tags requests per user; None = every qualified post of the first chunk (the paper
+    # tags every post). The embedded default caps it: tags are the most numerous product.
+    max_tagged_posts_per_user: Optional[int] = None
     max_new_tokens: int = 96
     temperature: float = 0.3
     top_p: float = 0.95

@@ -461,3 +461,22 @@ def test_retry_loop_retries_with_new_seeds_then_quarantines():
     assert retried > 0 and quarantined > 0  # the seeds above exercise both paths
     # Only failed prompts are re-sent: one engine call per attempt round.
     assert inner.calls == retries + 1
+
+
+def test_post_tags_follow_the_per_user_cap():
+    """synth.max_tagged_posts_per_user caps post_tags requests (the demo default: 2); null
+    tags every qualified post, as the paper and conf/cluster.yaml do."""
+    from humanllm_ray.synth.budget import PromptBudget
+    from tests.synth_fixtures import curated_rows
+
+    timeline = curated_rows(1, 9)[0]
+    tags = get_product("post_tags")
+    budget = PromptBudget(6000)
+    every = load_config(overrides=["synth.max_tagged_posts_per_user=null"])
+    qualified = [r for r in timeline["records"] if len(r["text"]) >= every.synth.min_post_chars]
+    assert len(qualified) > 2
+    all_tags = tags.requests(timeline, every, budget)
+    assert [r.source_records[0]["record_id"] for r in all_tags] == [r["record_id"] for r in qualified]
+    capped = tags.requests(timeline, load_config(), budget)
+    assert load_config().synth.max_tagged_posts_per_user == 2 and len(capped) == 2
+    assert [r.item_id for r in capped] == [r.item_id for r in all_tags[:2]]

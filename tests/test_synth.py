@@ -216,7 +216,9 @@ def test_new_products_end_to_end(ray_local, tmp_path):
     for row in curated_rows(n_users, n_records):
         for name in ("profile", "life_stories", "writing_style"):
             expected[name] += 1  # one per user
-        expected["post_tags"] += sum(len(rec["text"]) >= cfg.synth.min_post_chars for rec in row["records"])
+        qualified = sum(len(rec["text"]) >= cfg.synth.min_post_chars for rec in row["records"])
+        cap = cfg.synth.max_tagged_posts_per_user
+        expected["post_tags"] += qualified if cap is None else min(cap, qualified)
 
     r = synthesize.run(cfg)
     assert {p: v["requests"] for p, v in r["by_product"].items()} == expected

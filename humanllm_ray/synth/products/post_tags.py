@@ -4,7 +4,8 @@ The paper tags each post's quality (high / medium / low) and harmlessness and ke
 medium/high, harmless ones. Here quality is 1-5 (1-2 low, 3 medium, 4-5 high; see
 :func:`keep`), ``reason`` comes first so the scores follow a rationale, as in the judge.
 Every post of ``synth.min_post_chars`` or more in the user's first timeline chunk is tagged
-(curate bounds a chunk by ``curate.timeline_max_tokens``), one request per post; the item id
+(curate bounds a chunk by ``curate.timeline_max_tokens``; ``synth.max_tagged_posts_per_user``
+caps it, as the embedded demo default does), one request per post; the item id
 is ``{user}:post_tags:{record_id}``.
 
 QC: a tag is itself a judgement of its post, so QC applies only the rule checks (schema,
@@ -56,7 +57,9 @@ class PostTags(Product):
 
     def requests(self, timeline: Dict[str, Any], cfg: Any, budget: PromptBudget) -> List[ProductRequest]:
         out = []
-        for rec in qualified_posts(timeline["records"], cfg.synth.min_post_chars):
+        posts = qualified_posts(timeline["records"], cfg.synth.min_post_chars)
+        cap = cfg.synth.max_tagged_posts_per_user
+        for rec in posts if cap is None else posts[: max(0, int(cap))]:
             text = render_record(rec, cfg.synth.max_chars_per_post)
             text, messages = fit_text(text, lambda t: self.prompt.render(platform=timeline["platform"], post=t), budget)
             out.append(ProductRequest(f"{timeline['user_id']}:post_tags:{rec['record_id']}", [rec], text, messages))
