@@ -124,7 +124,7 @@ def test_ray_job_submit_runs_the_pipeline_on_s3(tmp_path, s3_bucket):
         t0 = time.time()
         submit = subprocess.run(
             [RAY, "job", "submit", "--address", dash, "--working-dir", str(REPO_ROOT),
-             "--runtime-env-json", json.dumps({"excludes": [".venv", "runs", "bench/out", ".git"]}),
+             "--runtime-env-json", json.dumps({"excludes": [".venv", ".venv-vllm", "runs", "bench/out", ".git"]}),
              "--", "python", "jobs/pipeline.py", f"run.root={root}", f"publish.uri={models}",
              f"s3.endpoint_url={os.environ['AWS_ENDPOINT_URL']}",
              "synth.products=[persona,social_qa]", "synth.max_posts_per_user=1", "train.epochs=1", "run.progress=false"],
