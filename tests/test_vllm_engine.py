@@ -170,3 +170,26 @@ def test_synth_stage_on_vllm(ray_local, tmp_path):
         assert check_reply(row["payload"], product.schema())[1] is None, row["payload"]
         prov = json.loads(row["provenance"])
         assert prov["engine"] == "vllm" and prov["model"].startswith("vllm:") and prov["attempts"] == 1
+
+
+def test_a_published_model_loads_in_vllm(tiny_model_dir, s3_bucket, tmp_path):
+    """The product's promise for step 6: a model published to object storage (manifest,
+    checksums) loads with vLLM as it is. Published to moto's S3, fetched and verified by
+    `publish.load`, then served by the same engine the synthesis stage uses."""
+    from humanllm_ray import storage
+    from humanllm_ray.publish.store import publish_model
+
+    storage.configure(None)
+    result = publish_model(tiny_model_dir, f"{s3_bucket}/models", "tiny-vllm")
+    from humanllm_ray import publish
+
+    local = publish.load(f"{s3_bucket}/models/tiny-vllm", str(tmp_path / "loaded"))
+    engine = build_engine(_cfg(f"model.base={local}"))
+    try:
+        schema = get_product("persona").request_schema(_cfg())
+        replies = engine.generate(_prompts(3), schema=schema, max_new_tokens=MAX_NEW_TOKENS, temperature=0.7,
+                                  top_p=0.95, seeds=[1, 2, 3])
+    finally:
+        engine.close()
+    assert result.files_uploaded > 0 and len(replies) == 3
+    assert all(check_reply(r, schema)[1] is None for r in replies), replies
