@@ -76,9 +76,9 @@ def test_vllm_engine_built_from_config(vllm_engine, tiny_model_dir):
     assert vllm_engine.max_model_len == load_config().model.tiny.max_position_embeddings
 
 
-@pytest.mark.parametrize("spec", ["persona", "social_qa", "judge"])
+@pytest.mark.parametrize("spec", ["post_tags", "persona", "profile", "life_stories", "social_qa", "writing_style", "judge"])
 def test_vllm_engine_schema_valid_first_try(vllm_engine, spec):
-    """The synthesis and judge schemas, constrained by vLLM's xgrammar backend.
+    """Every synthesis product's schema and the judge's, constrained by vLLM's xgrammar backend.
 
     Measured 10/10 valid for each schema. Every text field is bounded so that the longest
     reply fits max_new_tokens in compact JSON (schema.fit_to_budget), so a grammar-following
