@@ -1,7 +1,9 @@
 """bench/curate/run.py: ingest + curate throughput with Ray against the same code in one process,
 peak memory at two input sizes, and records/s per core for each step.
 
-    python bench/curate/run.py [--sizes 100000 1000000] [--seed 1] [--repeats 1] [--out bench/out/curate.json]
+    python bench/curate/run.py [--sizes 100000 1000000] [--seed 1] [--repeats 1] [--local-sizes N ...]
+                               [--ceiling-repeats 3] [--out bench/out/curate.json]
+    python bench/curate/run.py --merge A.json B.json ... --out bench/out/curate.json   # combine rounds
 
 For each size the corpus is generated once (``gen.py``, cached under bench/out/curate-data/), then
 two fresh child processes run on it, order alternating between repeats:
@@ -27,6 +29,11 @@ that maps them) and summed PSS (shared pages split between the processes: closer
 plus the 1-minute load average during the run. Per-step records/s per core come from the local
 child's CPU time (``time.process_time``) for each step. Results: ``bench/out/curate.json``; a
 markdown table goes to stdout.
+
+The 2-process ceiling (after the largest size): the record pass, the dominant step, on 12k records
+of the corpus, run alone and then as two copies at once (1 BLAS thread each). 2 x alone / pair
+wall is the most any 2-CPU parallel run can gain over one process on this machine at that moment
+(two vCPUs of a shared host are not two free cores).
 """
 
 from __future__ import annotations
