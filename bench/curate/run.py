@@ -227,11 +227,7 @@ def local_ingest(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
         rest_mask = pa.array([True] * raw.num_rows)
         ok_or_aux = pc.is_in(raw.column("_status"), value_set=pa.array(["ok", "aux"]))
         for name, plat in sorted(ingest.REGISTRY.items()):
-            n_aux = sum(n for (p, s, _k), n in pre.items() if p == name and s == "aux")
-            n_keyed = sum(n for (p, s, k), n in pre.items() if p == name and s in ("ok", "aux") and k == "1")
-            needs_join = plat.join is not None and n_keyed > 0 and (n_aux > 0 or not plat.join_requires_aux)
-            n_recs = sum(n for (p, s, _k), n in pre.items() if p == name and s == "ok")
-            needs_dedup = plat.dedup is not None and n_recs > 1
+            needs_join, needs_dedup, n_keyed, n_recs = ingest.join_dedup_plan(pre, name, plat)
             if not (needs_join or needs_dedup):
                 continue
             mask = pc.and_(pc.equal(raw.column("platform"), name), ok_or_aux)

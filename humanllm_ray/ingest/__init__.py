@@ -27,7 +27,7 @@ import logging
 import pkgutil
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pyarrow as pa
 
@@ -202,6 +202,17 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
     return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])
 
 
+def join_dedup_plan(pre: Dict[tuple, int], name: str, plat: Any) -> Tuple[bool, bool, int, int]:
+    """(needs_join, needs_dedup, keyed rows, record rows) of platform ``name``, from counts keyed
+    by (platform, _status, has_key "0"/"1"): a platform with nothing to join or collapse skips
+    its shuffle. bench/curate's one-process path makes the same decision with it."""
+    n_aux = sum(n for (p, s, _k), n in pre.items() if p == name and s == "aux")
+    n_keyed = sum(n for (p, s, k), n in pre.items() if p == name and s in ("ok", "aux") and k == "1")
+    needs_join = plat.join is not None and n_keyed > 0 and (n_aux > 0 or not plat.join_requires_aux)
+    n_recs = sum(n for (p, s, _k), n in pre.items() if p == name and s == "ok")
+    return needs_join, plat.dedup is not None and n_recs > 1, n_keyed, n_recs
+
+
 def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: stage.StageDir) -> stage.StageResult:
     import ray
 
@@ -225,11 +236,7 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     parts = []  # datasets whose union is the final row set
     rest = raw
     for name, plat in sorted(REGISTRY.items()):
-        n_aux = sum(n for (p, s, _k), n in pre.items() if p == name and s == "aux")
-        n_keyed = sum(n for (p, s, k), n in pre.items() if p == name and s in ("ok", "aux") and k == "1")
-        needs_join = plat.join is not None and n_keyed > 0 and (n_aux > 0 or not plat.join_requires_aux)
-        n_recs = sum(n for (p, s, _k), n in pre.items() if p == name and s == "ok")
-        needs_dedup = plat.dedup is not None and n_recs > 1
+        needs_join, needs_dedup, n_keyed, n_recs = join_dedup_plan(pre, name, plat)
         if not (needs_join or needs_dedup):
             continue
         from ray.data.expressions import col
