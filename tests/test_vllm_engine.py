@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -57,6 +58,74 @@ def _prompts(n):
         ]
         for i in range(n)
     ]
+
+
+# How long a closed engine's processes may take to go: vLLM's own grace is 5 s (SIGTERM, join,
+# then kill); an actor pool's graceful exit adds Ray's handle release. Unclosed, they lingered ~90 s.
+GONE_WITHIN_S = 30
+
+
+def _vllm_descendants():
+    """vLLM's engine-core (and worker) processes below this test process, by their title
+    (vLLM names them ``VLLM::EngineCore`` etc.; Ray's raylet and its workers are our children)."""
+    import psutil
+
+    found = []
+    for p in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            title = p.name() + " " + " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if "VLLM::" in title or "EngineCore" in title:
+            found.append(p)
+    return found
+
+
+def _alive(procs):
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:  # is_running() also compares the create time, so a reused pid is not mistaken for it
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def _wait_gone(procs, timeout_s=GONE_WITHIN_S):
+    """The processes of ``procs`` still alive after up to timeout_s (empty: all gone), and the seconds waited."""
+    t0 = time.monotonic()
+    while _alive(procs) and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.25)
+    return [f"{p.pid}" for p in _alive(procs)], time.monotonic() - t0
+
+
+class _Watcher:
+    """Records every vLLM process that appears below this process while a block runs (a Ray
+    actor's engine core may be reparented once the actor exits, so it is caught while alive)."""
+
+    def __init__(self, ignore):
+        self.ignore = {p.pid for p in ignore}
+        self.seen = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        while not self._stop.is_set():
+            for p in _vllm_descendants():
+                if p.pid not in self.ignore:
+                    self.seen.setdefault(p.pid, p)
+            self._stop.wait(0.5)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +225,15 @@ def test_synth_stage_on_vllm(ray_local, tmp_path):
         "synth.pool.batch_size=8",
     )
     t0 = time.perf_counter()
-    r = synthesize.run(cfg)
+    with _Watcher(ignore=_vllm_descendants()) as watcher:  # the module's own engine is not the stage's
+        r = synthesize.run(cfg)
     print(f"\nsynth on vllm: {r['rows_in']} requests in {time.perf_counter() - t0:.1f} s, report {r['seconds']:.1f} s")
+    # The actor closed its engine when Ray Data released the pool: the stage's vLLM
+    # processes (seen while it ran) are gone within a short bounded wait, not ~90 s later.
+    assert watcher.seen, "no vLLM engine-core process was seen below the test process during the stage"
+    left, waited = _wait_gone(list(watcher.seen.values()))
+    print(f"stage's vLLM processes {sorted(watcher.seen)} gone {waited:.1f} s after the stage returned")
+    assert not left, f"vLLM processes {left} still alive {GONE_WITHIN_S} s after the synthesis stage returned"
     assert r["engine"] == "vllm"
     assert r["rows_in"] == 6  # 2 users x (persona + 2 social QA)
     assert r["rows_in"] == r["rows_out"] + r["rows_quarantined"] + r["rows_merged"]
@@ -184,12 +260,19 @@ def test_a_published_model_loads_in_vllm(tiny_model_dir, s3_bucket, tmp_path):
     from humanllm_ray import publish
 
     local = publish.load(f"{s3_bucket}/models/tiny-vllm", str(tmp_path / "loaded"))
+    before = {p.pid for p in _vllm_descendants()}  # the module's engine
     engine = build_engine(_cfg(f"model.base={local}"))
     try:
         schema = get_product("persona").request_schema(_cfg())
         replies = engine.generate(_prompts(3), schema=schema, max_new_tokens=MAX_NEW_TOKENS, temperature=0.7,
                                   top_p=0.95, seeds=[1, 2, 3])
     finally:
+        own = [p for p in _vllm_descendants() if p.pid not in before]
         engine.close()
     assert result.files_uploaded > 0 and len(replies) == 3
     assert all(check_reply(r, schema)[1] is None for r in replies), replies
+    # close() stops this engine's own engine-core process(es) (children of this process).
+    assert own, "the engine started no vLLM process below the test process"
+    left, waited = _wait_gone(own)
+    assert not left, f"vLLM processes {left} still alive {GONE_WITHIN_S} s after engine.close()"
+    engine.close()  # idempotent

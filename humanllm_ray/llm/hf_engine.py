@@ -116,6 +116,18 @@ class HFEngine(Engine):
     def describe(self) -> str:
         return f"hf:{os.path.basename(self.model_dir.rstrip('/'))}@{self.device}"
 
+    def close(self) -> None:
+        """Drop the model and compiled grammars; on a GPU also return the cached memory.
+
+        There are no processes or threads to stop (generate runs in the caller's thread)."""
+        self.model = None
+        self._grammars = {}
+        self._compiler = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
     # -- grammar -------------------------------------------------------------------------
     def _grammar(self, schema: dict):
         key = schema_hash(schema)

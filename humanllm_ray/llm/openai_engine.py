@@ -79,6 +79,7 @@ class OpenAIEngine(Engine):
         self.http_requests = 0
         self.http_retries = 0
         self._lock = threading.Lock()
+        self._sessions: List[Any] = []  # every thread's requests.Session, closed by close()
 
     @classmethod
     def from_config(cls, cfg: Any) -> "OpenAIEngine":
@@ -101,7 +102,15 @@ class OpenAIEngine(Engine):
         return f"openai:{self.model}@{self.url}"
 
     def close(self) -> None:
+        """Stop the request threads and close every thread's HTTP session (its pooled connections)."""
         self._pool.shutdown(wait=False)
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for sess in sessions:
+            try:
+                sess.close()
+            except Exception:  # pragma: no cover - closing sockets of a dead server
+                pass
 
     # -- HTTP ----------------------------------------------------------------------------
     def _session(self):
@@ -110,6 +119,8 @@ class OpenAIEngine(Engine):
             import requests
 
             sess = self._local.session = requests.Session()
+            with self._lock:
+                self._sessions.append(sess)
         return sess
 
     def _headers(self) -> Dict[str, str]:

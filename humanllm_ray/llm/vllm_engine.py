@@ -89,8 +89,14 @@ class VLLMEngine(Engine):
         return f"vllm:{os.path.basename(self.model_dir.rstrip('/'))}"
 
     def close(self) -> None:
-        # Stop vLLM's engine-core and worker processes now (they hold the KV cache), not
-        # whenever the LLM object is garbage-collected.
+        """Stop vLLM's engine-core (and worker) processes now; idempotent.
+
+        They hold the KV cache (GPU memory on a GPU); otherwise they stop only when vLLM's own
+        finalizer runs as the LLM object is collected or its process exits. vLLM 0.32's ``LLM``
+        has no shutdown method of its own; its engine-core client's ``shutdown()`` (MPClient)
+        sends SIGTERM to the engine-core processes, joins them for up to vLLM's default grace
+        (5 s), kills what is left, then closes its ZMQ sockets.
+        """
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()

@@ -260,6 +260,23 @@ class GenerationActor:
         self.cache = RequestCache(pool_spec.cache_uri) if pool_spec.cache_uri else None
         log.info("generation actor ready: %s", self.engine.describe())
 
+    def close(self) -> None:
+        """Release the engine now (idempotent). For vLLM this stops its engine-core processes
+        and their KV cache (on a GPU, memory the next stage needs) explicitly, instead of
+        leaving them to vLLM's finalizers when the actor process exits."""
+        engine, self.engine = getattr(self, "engine", None), None
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception as exc:  # teardown must not raise; the process is exiting anyway
+                log.warning("closing engine %s failed: %s: %s", engine.describe(), type(exc).__name__, exc)
+
+    def __del__(self) -> None:
+        # Ray Data's teardown hook (Ray 2.60): when the pool's handles are released the actor
+        # exits gracefully and MapWorker.__ray_shutdown__ drops the UDF instance, which runs
+        # this. Not run on ray.kill (a forced shutdown) or a crash.
+        self.close()
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.select(list(REQUEST_COLUMNS)).to_pylist()
         results = generate_with_retries(
