@@ -380,7 +380,40 @@ def test_openai_engine_retries_429_and_5xx(openai_server, monkeypatch):
     assert first["body"]["model"] == "tiny-served" and first["body"]["max_tokens"] == 64
     rf = first["body"]["response_format"]
     assert rf["type"] == "json_schema" and rf["json_schema"]["schema"]["required"] == ["persona"]
+    sessions = list(engine._sessions)
+    assert 1 <= len(sessions) <= 3  # one per request thread
+    assert any(len(a.poolmanager.pools) for sess in sessions for a in sess.adapters.values())
     engine.close()
+    # close() stops the request threads and closes every thread's session (its connections).
+    assert engine._pool._shutdown and engine._sessions == []
+    # requests.Session.close() closes its adapters, which empty their connection pools.
+    assert all(len(a.poolmanager.pools) == 0 for sess in sessions for a in sess.adapters.values())
+    engine.close()  # idempotent
+
+
+def test_generation_actor_closes_its_engine_when_released(monkeypatch):
+    """Ray Data drops the UDF instance when it releases the pool (MapWorker.__ray_shutdown__);
+    the actor closes its engine then, so vLLM's engine-core processes stop with the stage."""
+    import gc
+
+    from humanllm_ray.synth import generation
+
+    closed = []
+
+    class _Closing(_ConstantEngine):
+        def close(self):
+            closed.append(self)
+
+    monkeypatch.setattr(generation, "build_engine", lambda cfg, rate: _Closing())
+    spec = generation.PoolSpec(specs={}, sampling=generation.Sampling(8, 0.3, 1.0), max_retries=0, fault_rate=0.0, cache_uri=None)
+    actor = generation.GenerationActor(_cfg(), spec, torch_threads=1)
+    actor.close()
+    actor.close()  # idempotent: the engine is closed once
+    assert len(closed) == 1
+    actor = generation.GenerationActor(_cfg(), spec, torch_threads=1)
+    del actor
+    gc.collect()
+    assert len(closed) == 2
 
 
 def test_openai_engine_gives_up_on_dead_server():
