@@ -82,6 +82,10 @@ class IngestConfig:
     # a word of a raw handle that marks a corporate account (author_flags.corporate_handle, set before
     # hashing); "brand" is left out on purpose: it matches Brandon/Brandy. Bot names: curate.bot_authors.
     corporate_handle_keywords: List[str] = field(default_factory=lambda: ["official", "store", "shop", "llc", "inc"])
+    # Rows per output Parquet file. Downstream stages get one read task per file, and Ray fuses
+    # the read with the next map (curate's record pass), so this is the unit of parallel work:
+    # one big file would run the whole record pass as one task on one core.
+    rows_per_file: int = 20_000
 
 
 @dataclass
@@ -110,6 +114,10 @@ class CurateConfig:
     ad_filter_platforms: List[str] = field(default_factory=lambda: ["twitter"])  # the reference applies it to tweets
     disabled_filters: List[str] = field(default_factory=list)  # reason codes of rules to skip
     scrub_pii: bool = True  # emails, phones, URLs, handles, street addresses -> <EMAIL> ... placeholders
+    # Rows per Parquet file of the stage's scratch intermediates (record-pass results, MinHash
+    # signatures): the stage streams through files instead of holding whole datasets in the
+    # object store, and each file is one parallel task of the next pass.
+    rows_per_file: int = 20_000
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 128
     minhash_bands: int = 16
@@ -247,6 +255,19 @@ class TasksConfig:
     # (a deterministic hash sample, so the catalog stays bounded on real Amazon dumps).
     catalog_items_per_category: int = 256
     num_partitions: int = 4  # hash partitions of the group-by-user shuffle (small: 2-CPU default)
+    # The paper's post filter over the `post_tags` product ({reason, quality 1-5, harmless}):
+    # examples built from one post (writing imitation, personalized commenting, social QA and
+    # its question_to_scenario) whose post is tagged quality < min_post_quality (3 = medium;
+    # 1-2 low, 4-5 high) or, with reject_harmful_posts, not harmless are quarantined
+    # (post_low_quality / post_harmful), and such posts are left out of prompt histories.
+    # A post with no tag (post_tags not synthesized, capped by synth.max_tagged_posts_per_user,
+    # or its tag quarantined) is kept and counted as untagged.
+    min_post_quality: int = 3
+    reject_harmful_posts: bool = True
+    # Whether tags drop posts. None = yes, unless the tagger is the untrained embedded tiny
+    # model (model.base=tiny with hf/vllm), as qc.enforce_judge: its tags are noise, so
+    # they are only counted (report post_tags.examples) and nothing is dropped.
+    enforce_post_tags: Optional[bool] = None
 
 
 @dataclass

@@ -381,3 +381,183 @@ def test_run_root_on_s3(ray_local, s3_bucket, built):
     on_s3 = {r["example_id"]: r["messages"] for rows in _read_splits(report["output"]).values() for r in rows}
     local = {r["example_id"]: r["messages"] for rows in built["rows"].values() for r in rows}
     assert on_s3 == local
+
+
+# -- the post filter over post_tags (the paper keeps medium/high quality, harmless posts) ---
+
+
+def _tag_row(user, platform, record_id, quality, harmless, reason="The post reads clearly and stays on topic."):
+    """One QC-passed post_tags item, shaped as synthesis + QC write it (item id, payload
+    validated against the product's published schema, source = the tagged record)."""
+    from humanllm_ray.llm.schema import validate
+    from humanllm_ray.synth.products import get_product
+
+    payload = {"reason": reason, "quality": quality, "harmless": harmless}
+    assert validate(payload, get_product("post_tags").schema()) is None
+    return {
+        "item_id": f"{user}:post_tags:{record_id}",
+        "user_id": user,
+        "platform": platform,
+        "product": "post_tags",
+        "payload": json.dumps(payload, separators=(",", ":")),
+        "source_record_ids": [record_id],
+        "provenance": "fixture",
+        "judge": "",
+    }
+
+
+# u_reddit_a: r0 post (low quality), r1 comment (medium), r2 post (high, grounds qa-1),
+# r3 comment (harmful), r4 post (low, grounds qa-2); later records untagged.
+# u_reddit_b: r2 comment tagged quality 1 and harmful (harmful wins).
+PLANTED_TAGS = [
+    ("u_reddit_a", "reddit", "u_reddit_a-r0", 2, True),
+    ("u_reddit_a", "reddit", "u_reddit_a-r1", 3, True),
+    ("u_reddit_a", "reddit", "u_reddit_a-r2", 5, True),
+    ("u_reddit_a", "reddit", "u_reddit_a-r3", 4, False),
+    ("u_reddit_a", "reddit", "u_reddit_a-r4", 1, True),
+    ("u_reddit_b", "reddit", "u_reddit_b-r2", 1, False),
+]
+DROPPED = {"u_reddit_a-r0": "post_low_quality", "u_reddit_a-r3": "post_harmful", "u_reddit_a-r4": "post_low_quality", "u_reddit_b-r2": "post_harmful"}
+PER_POST_TASKS = ["writing_imitation", "personalized_commenting", "social_qa", "scenario_generation"]
+
+
+def _build_reddit_a(tiny_model_dir, enforce, min_quality=3):
+    from humanllm_ray.tasks.common import PostFilter
+
+    fixture_users = {}
+    recs = []
+    for n in range(8):
+        if n % 2 == 0:
+            recs.append(_rec("u_reddit_a", n, "post", title=f"Question {n} about my hobby", context="r/hobbies"))
+        else:
+            recs.append(_rec("u_reddit_a", n, "comment", context=f"Parent post {n}: what about {TOPICS[n]}?"))
+    fixture_users["u_reddit_a"] = recs
+    group = pa.Table.from_pylist(
+        [{"user_id": "u_reddit_a", "platform": "reddit", "chunk": 0, "n_records": len(recs), "records": recs}],
+        schema=CURATED_SCHEMA,
+    )
+    qa = lambda item_id, rid, n: {  # noqa: E731
+        "item_id": item_id, "user_id": "u_reddit_a", "platform": "reddit", "product": "social_qa",
+        "payload": json.dumps({"scenario": f"PersonA spent evening {n} fixing a bike with a friend.",
+                               "question": "How did PersonA feel about it?", "answer": f"Proud, in a quiet way, number {n}."}),
+        "source_record_ids": [rid],
+    }
+    items = [_tag_row(*t) for t in PLANTED_TAGS if t[0] == "u_reddit_a"] + [qa("qa-1", "u_reddit_a-r2", 1), qa("qa-2", "u_reddit_a-r4", 2)]
+    ctx = BuildContext(
+        max_history=4, max_chars_per_post=300, item_candidates=4, max_examples_per_user=8, seed=1,
+        post_filter=PostFilter(enforce=enforce, min_quality=min_quality),
+    )
+    rows = build_user_examples(
+        group, task_names=PER_POST_TASKS, ctx=ctx, qc_by_user={"u_reddit_a": items}, model_dir=tiny_model_dir,
+        val_fraction=0.0, test_fraction=0.0,
+    ).to_pylist()
+    return recs, rows
+
+
+def _target_post(row):
+    meta = json.loads(row["meta"])
+    return meta.get("target_record_id") or (meta.get("source_record_ids") or [None])[0]
+
+
+def test_post_tags_enforced_drop_low_quality_and_harmful_posts(tiny_model_dir):
+    recs, rows = _build_reddit_a(tiny_model_dir, enforce=True)
+    by_post = {}
+    for r in rows:
+        by_post.setdefault(_target_post(r), []).append(r)
+    # Every example built from a failing post is rejected with the tag's reason, across the tasks.
+    for rid, reason in DROPPED.items():
+        for r in by_post.get(rid, []):
+            assert r["reason"] == reason and r["post_tag"] == reason, (rid, r["task"])
+            assert "tagged quality" in r["detail"]
+    assert {(r["task"], _target_post(r)) for r in rows if r["reason"].startswith("post_")} == {
+        # r0 (the first post) has no history and no style: never a candidate; r2 loses its
+        # only history (r0) and is no writing_imitation candidate either.
+        ("writing_imitation", "u_reddit_a-r4"),
+        ("personalized_commenting", "u_reddit_a-r3"),
+        ("social_qa", "u_reddit_a-r4"),
+        ("scenario_generation", "u_reddit_a-r4"),
+    }
+    # Passing and untagged posts are kept and say so; the failing ones never appear as history.
+    kept = [r for r in rows if not r["reason"]]
+    assert {r["post_tag"] for r in kept} == {"tag_ok", "untagged"}
+    assert {_target_post(r) for r in kept if r["post_tag"] == "tag_ok"} == {"u_reddit_a-r2"}  # via its QA item
+    assert {_target_post(r) for r in kept if r["post_tag"] == "untagged"} >= {"u_reddit_a-r5", "u_reddit_a-r6"}
+    dropped_texts = [normalize_for_match(recs[int(rid.rsplit("r", 1)[1])]["text"]) for rid in DROPPED if rid.startswith("u_reddit_a")]
+    for r in kept:
+        meta = json.loads(r["meta"])
+        assert not set(meta.get("history_record_ids", [])) & set(DROPPED), r["example_id"]
+        prompt = normalize_for_match(r["messages"][1]["content"])
+        assert not any(t[:120] in prompt for t in dropped_texts), r["example_id"]
+
+
+def test_post_tags_not_enforced_keep_everything_but_record_the_verdict(tiny_model_dir):
+    _recs, rows = _build_reddit_a(tiny_model_dir, enforce=False)
+    assert not any(r["reason"].startswith("post_") for r in rows)
+    verdicts = {(r["task"], _target_post(r)): r["post_tag"] for r in rows}
+    assert verdicts[("writing_imitation", "u_reddit_a-r4")] == "post_low_quality"
+    assert verdicts[("personalized_commenting", "u_reddit_a-r3")] == "post_harmful"
+    assert verdicts[("social_qa", "u_reddit_a-r2")] == "tag_ok"
+    assert verdicts[("writing_imitation", "u_reddit_a-r6")] == "untagged"
+    # Unenforced, a failing post still serves as history (the pre-filter behaviour).
+    assert any("u_reddit_a-r0" in json.loads(r["meta"]).get("history_record_ids", []) for r in rows)
+    # min_quality 1 (keep every quality) still rejects the harmful comment when enforced.
+    _recs, loose = _build_reddit_a(tiny_model_dir, enforce=True, min_quality=1)
+    assert sorted({r["reason"] for r in loose if r["reason"].startswith("post_")}) == ["post_harmful"]
+
+
+def test_most_recent_kept_gives_a_rejected_slot_to_an_older_post():
+    from humanllm_ray.tasks.common import Candidate, most_recent_kept
+
+    cands = [Candidate("t", "v", "u", "p", str(i), "s", "prompt", f"target {i}") for i in range(6)]
+    cands[4].rejected = "post_low_quality"
+    cands[0].rejected = "post_harmful"  # older than the window: not reported
+    out = most_recent_kept(cands, 3)
+    assert [c.key for c in out] == ["2", "3", "4", "5"]
+    assert most_recent_kept(cands, 0) == []
+
+
+def test_post_tags_enforcement_default_follows_the_judge():
+    from humanllm_ray.tasks.stage import post_tags_enforced
+
+    assert post_tags_enforced(load_config()) is False  # the untrained tiny model's tags are noise
+    assert post_tags_enforced(load_config(overrides=["synth.engine=vllm"])) is False
+    assert post_tags_enforced(load_config(overrides=["model.base=/models/Qwen2.5-7B-Instruct"])) is True
+    assert post_tags_enforced(load_config(overrides=["synth.engine=openai"])) is True
+    assert post_tags_enforced(load_config(overrides=["tasks.enforce_post_tags=true"])) is True
+    assert post_tags_enforced(load_config(overrides=["model.base=/m", "tasks.enforce_post_tags=false"])) is False
+
+
+@pytest.mark.parametrize("enforce", [True, None])
+def test_stage_post_tag_filter_report_and_quarantine(ray_local, tmp_path, enforce):
+    """The stage on the fixture plus post tag rows: enforced, the failing posts' examples are
+    quarantined by reason and the accounting identity holds; by default (tiny model) the
+    tags are only counted."""
+    from humanllm_ray.tasks import run
+
+    root = str(tmp_path)
+    fixture = make_fixture(root)
+    tags = [_tag_row(*t) for t in PLANTED_TAGS]
+    _write_parquet(fixture["qc"] + tags, QC_SCHEMA, storage.join(root, "qc", "data", "part-0.parquet"))
+    overrides = {} if enforce is None else {"enforce_post_tags": "true"}
+    report = run(_config(root, **overrides))
+    pt = report["post_tags"]
+    assert pt["enforced"] is bool(enforce) and pt["min_quality"] == 3
+    assert pt["posts"] == {"tags": 6, "tag_ok": 2, "post_low_quality": 2, "post_harmful": 2}
+    assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"] + report["rows_merged"]
+    quarantine = read_table(os.path.join(report["output"], "_quarantine")).to_pylist()
+    assert len(quarantine) == report["rows_quarantined"]
+    dropped = sorted((json.loads(q["raw"])["task"], q["reason"]) for q in quarantine if q["reason"].startswith("post_"))
+    findings = {k: v for k, v in pt["examples"].items() if k.startswith("post_")}
+    assert findings and sum(findings.values()) >= 4
+    assert pt["examples"]["untagged"] > 0
+    if enforce:
+        assert {k: report["by_reason"].get(k, 0) for k in findings} == findings
+        assert ("personalized_commenting", "post_harmful") in dropped and ("social_qa", "post_low_quality") in dropped
+        # The planted faults other than tags are still found (one may coincide with a dropped post).
+        assert report["by_reason"]["insufficient_candidates"] == 1
+        kept = [r for rows in _read_splits(report["output"]).values() for r in rows]
+        kept_posts = {_target_post(r) for r in kept if r["task"] in PER_POST_TASKS}
+        assert not kept_posts & set(DROPPED)
+    else:
+        assert not dropped and not set(findings) & set(report["by_reason"])
+        assert report["by_reason"] == {"insufficient_candidates": 1, "target_in_context": 2}

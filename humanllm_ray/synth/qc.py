@@ -204,11 +204,17 @@ def verdict(judge: Dict[str, Any], product: str, qc: Any) -> List[Tuple[str, str
     return out
 
 
+def untrained_model_verdicts(cfg: HumanLLMConfig) -> bool:
+    """True when the LLM's judgements are noise: the embedded tiny model (random weights)
+    served by hf/vllm. Decides the default of qc.enforce_judge and tasks.enforce_post_tags."""
+    return cfg.model.base == "tiny" and cfg.synth.engine in ("hf", "vllm")
+
+
 def judge_enforced(cfg: HumanLLMConfig) -> bool:
     """qc.enforce_judge, with None resolved: enforce unless the judge is the untrained tiny model."""
     if cfg.qc.enforce_judge is not None:
         return bool(cfg.qc.enforce_judge)
-    return not (cfg.model.base == "tiny" and cfg.synth.engine in ("hf", "vllm"))
+    return not untrained_model_verdicts(cfg)
 
 
 def judge_findings(r: Dict[str, Any], qc: Any) -> List[Tuple[str, str]]:

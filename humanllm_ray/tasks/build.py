@@ -36,7 +36,14 @@ EXAMPLE_SCHEMA = pa.schema(
 )
 
 CANDIDATE_SCHEMA = pa.schema(
-    list(EXAMPLE_SCHEMA) + [("n_tokens", pa.int64()), ("reason", pa.string()), ("detail", pa.string())]
+    list(EXAMPLE_SCHEMA)
+    + [
+        ("n_tokens", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        # per-post examples: what their post's tag says (common.POST_*), "" for the others
+        ("post_tag", pa.string()),
+    ]
 )
 
 REASON_TARGET_IN_CONTEXT = "target_in_context"
@@ -125,6 +132,7 @@ def candidate_row(cand: Candidate, split: str, model_dir: str) -> Dict[str, Any]
         "n_tokens": count_chat_tokens(model_dir, messages) if not reason else 0,
         "reason": reason,
         "detail": detail,
+        "post_tag": cand.post_tag,
     }
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 SYSTEM_SIMULATE = (
     "You are simulating one specific person. Answer exactly as this person would: "
@@ -52,6 +52,43 @@ class QCItem:
     source_record_ids: tuple
 
 
+POST_TAGS = "post_tags"  # the synthesis product (synth/products/post_tags.py)
+
+# What a post's tag says (Candidate.post_tag, the report's post_tags.examples): a per-post
+# example's post has no tag (tagging disabled, capped, or the tag quarantined) and is kept,
+# or its tag passes, or fails for one of the two reasons (harmful wins when both fail).
+POST_UNTAGGED = "untagged"
+POST_TAG_OK = "tag_ok"
+REASON_POST_LOW_QUALITY = "post_low_quality"
+REASON_POST_HARMFUL = "post_harmful"
+_SEVERITY = {"": 0, POST_UNTAGGED: 1, POST_TAG_OK: 2, REASON_POST_LOW_QUALITY: 3, REASON_POST_HARMFUL: 4}
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    """The paper's post filter over ``post_tags``: keep medium/high quality, harmless posts.
+
+    ``enforce`` False (the unit-test default; the stage resolves tasks.enforce_post_tags)
+    records each per-post example's verdict in ``post_tag`` but drops nothing."""
+
+    enforce: bool = False
+    min_quality: int = 3  # 1-5 scale: 1-2 low, 3 medium, 4-5 high
+    reject_harmful: bool = True
+
+    def status(self, tag: Optional[Dict[str, Any]]) -> str:
+        if tag is None:
+            return POST_UNTAGGED
+        if self.reject_harmful and tag.get("harmless") is not True:
+            return REASON_POST_HARMFUL
+        try:
+            quality = int(tag.get("quality") or 0)
+        except (TypeError, ValueError):
+            quality = 0
+        if quality < self.min_quality:
+            return REASON_POST_LOW_QUALITY
+        return POST_TAG_OK
+
+
 @dataclass
 class UserTimeline:
     user_id: str
@@ -78,6 +115,18 @@ class UserTimeline:
 
     def authored(self) -> List[Record]:
         return [r for r in self.records if r.kind in AUTHORED_KINDS and r.text.strip()]
+
+    @property
+    def post_tags(self) -> Dict[str, Dict[str, Any]]:
+        """record_id -> the QC-passed ``post_tags`` payload ({reason, quality, harmless})."""
+        cached = self.__dict__.get("_post_tags")
+        if cached is None:
+            cached = {}
+            for item in sorted(self.products(POST_TAGS), key=lambda i: i.item_id):
+                rid = item.source_record_ids[0] if item.source_record_ids else item.item_id.rsplit(f":{POST_TAGS}:", 1)[-1]
+                cached.setdefault(str(rid), item.payload)
+            self.__dict__["_post_tags"] = cached
+        return cached
 
 
 @dataclass
@@ -106,6 +155,9 @@ class Candidate:
     # negatives): the stage quarantines it under this reason instead of dropping it.
     rejected: Optional[str] = None
     rejected_detail: str = ""
+    # For an example built from individual posts: what their post_tags say (POST_UNTAGGED,
+    # POST_TAG_OK or a REASON_POST_* code), set by BuildContext.tag_posts; "" otherwise.
+    post_tag: str = ""
 
     @property
     def example_id(self) -> str:
@@ -137,9 +189,36 @@ class BuildContext:
     seed: int
     # category -> [(item_id, title)], a bounded deterministic sample of the catalog.
     catalog: Dict[str, List[tuple]] = field(default_factory=dict)
+    post_filter: PostFilter = field(default_factory=PostFilter)
 
     def clip(self, text: str) -> str:
         return clip(text, self.max_chars_per_post)
+
+    # -- post tags ---------------------------------------------------------------------
+    def post_status(self, user: "UserTimeline", record_id: str) -> str:
+        return self.post_filter.status(user.post_tags.get(str(record_id)))
+
+    def usable(self, user: "UserTimeline", record: Record) -> bool:
+        """May this post be shown (history) or used? False only for a failing tag, enforced."""
+        return not self.post_filter.enforce or self.post_status(user, record.record_id) in (POST_UNTAGGED, POST_TAG_OK)
+
+    def tag_posts(self, cand: "Candidate", user: "UserTimeline", record_ids: Sequence[str]) -> "Candidate":
+        """Mark a per-post example with its posts' tag verdict (the worst of them); enforced,
+        a failing one rejects it (the stage quarantines it under REASON_POST_*)."""
+        worst, worst_id = POST_UNTAGGED, ""
+        for rid in record_ids:
+            status = self.post_status(user, rid)
+            if _SEVERITY[status] > _SEVERITY[worst]:
+                worst, worst_id = status, str(rid)
+        cand.post_tag = worst
+        if self.post_filter.enforce and worst in (REASON_POST_LOW_QUALITY, REASON_POST_HARMFUL) and not cand.rejected:
+            tag = user.post_tags[worst_id]
+            cand.rejected = worst
+            cand.rejected_detail = (
+                f"post {worst_id} tagged quality {tag.get('quality')}/5 (keep >= {self.post_filter.min_quality}), "
+                f"harmless {tag.get('harmless')}"
+            )
+        return cand
 
 
 # --------------------------------------------------------------------------- helpers
@@ -219,3 +298,18 @@ def parse_payload(payload: Any) -> Dict[str, Any]:
 
 def most_recent(items: List[Any], n: int) -> List[Any]:
     return items[-n:] if n > 0 else []
+
+
+def most_recent_kept(built: List[Candidate], n: int) -> List[Candidate]:
+    """The ``n`` most recent candidates that are not rejected, plus the rejected ones more
+    recent than the oldest of those: a rejected example gives its slot to the next older
+    post (the cap counts examples kept) and is reported only if it displaced one, so posts
+    the cap would have left out anyway are not counted as dropped."""
+    out: List[Candidate] = []
+    kept = 0
+    for cand in reversed(built):
+        if kept >= n:
+            break
+        out.append(cand)
+        kept += not cand.rejected
+    return out[::-1]

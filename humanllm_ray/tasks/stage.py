@@ -25,7 +25,7 @@ from ..config import HumanLLMConfig, config_hash
 from ..runtime import RunPaths, init_ray
 from ..stage import QUARANTINE_COLUMNS, StageDir, StageResult, run_stage, write_table
 from .build import EXAMPLE_SCHEMA, build_user_examples
-from .common import BuildContext
+from .common import POST_TAGS, BuildContext, PostFilter, parse_payload
 from .registry import get_builder
 
 log = logging.getLogger("humanllm")
@@ -60,6 +60,35 @@ def load_qc_items(qc_uri: str) -> Dict[str, List[Dict[str, Any]]]:
         for row in batch.select(present).to_pylist():
             by_user[str(row["user_id"])].append(row)
     return dict(by_user)
+
+
+def post_tags_enforced(cfg: HumanLLMConfig) -> bool:
+    """tasks.enforce_post_tags, with None resolved as qc.enforce_judge is: enforce unless the
+    tagger is the untrained embedded tiny model, whose tags are noise."""
+    from ..synth.qc import untrained_model_verdicts
+
+    if cfg.tasks.enforce_post_tags is not None:
+        return bool(cfg.tasks.enforce_post_tags)
+    return not untrained_model_verdicts(cfg)
+
+
+def post_filter(cfg: HumanLLMConfig) -> PostFilter:
+    return PostFilter(
+        enforce=post_tags_enforced(cfg),
+        min_quality=int(cfg.tasks.min_post_quality),
+        reject_harmful=bool(cfg.tasks.reject_harmful_posts),
+    )
+
+
+def tag_counts(qc_by_user: Dict[str, List[Dict[str, Any]]], pf: PostFilter) -> Dict[str, int]:
+    """What the QC-passed post tags say, post by post (enforced or not)."""
+    counts: Dict[str, int] = defaultdict(int)
+    for items in qc_by_user.values():
+        for item in items:
+            if item.get("product") == POST_TAGS:
+                counts["tags"] += 1
+                counts[pf.status(parse_payload(item.get("payload")))] += 1
+    return dict(counts)
 
 
 def _catalog_rows(batch: pa.Table) -> pa.Table:
@@ -169,6 +198,14 @@ def run(
         get_builder(name)  # unknown task names fail before any work
     if tcfg.val_fraction < 0 or tcfg.test_fraction < 0 or tcfg.val_fraction + tcfg.test_fraction >= 1:
         raise ValueError("tasks.val_fraction + tasks.test_fraction must be in [0, 1)")
+    if not 1 <= int(tcfg.min_post_quality) <= 5:
+        raise ValueError("tasks.min_post_quality must be in 1..5 (the post_tags quality scale; 1 keeps every quality)")
+    pf = post_filter(cfg)
+    if not pf.enforce:
+        log.info(
+            "tasks: post tags are counted but not enforced (the tagger is the untrained tiny model, or "
+            "tasks.enforce_post_tags=false); tasks.enforce_post_tags=true drops low-quality/harmful posts"
+        )
 
     def body(out: StageDir) -> StageResult:
         model_dir = ensure_base_model(cfg)
@@ -182,6 +219,7 @@ def run(
             max_examples_per_user=tcfg.max_examples_per_user,
             seed=tcfg.seed,
             catalog=catalog,
+            post_filter=pf,
         )
         candidates = (
             curated.groupby("user_id", num_partitions=tcfg.num_partitions)
@@ -199,7 +237,9 @@ def run(
             )
             .materialize()
         )
-        summary = candidates.select_columns(["task", "split", "platform", "user_id", "n_tokens", "reason"]).to_pandas()
+        summary = candidates.select_columns(
+            ["task", "split", "platform", "user_id", "n_tokens", "reason", "post_tag"]
+        ).to_pandas()
         kept_mask = summary["reason"] == ""
 
         kept = candidates.map_batches(
@@ -246,6 +286,22 @@ def run(
                 },
                 "users": {split: int(kept_rows[kept_rows["split"] == split]["user_id"].nunique()) for split in SPLITS},
                 "users_in": int(summary["user_id"].nunique()) if len(summary) else 0,
+                # The post filter: per-post examples by what their post's tag says (with
+                # enforcement the post_low_quality / post_harmful counts equal by_reason's;
+                # without, they are what it would drop), and the tags themselves, per post.
+                "post_tags": {
+                    "enforced": pf.enforce,
+                    "min_quality": pf.min_quality,
+                    "reject_harmful": pf.reject_harmful,
+                    "examples": {
+                        str(k): int(v) for k, v in summary[summary["post_tag"] != ""]["post_tag"].value_counts().items()
+                    },
+                    "examples_by_task": {
+                        str(task): {str(k): int(v) for k, v in grp["post_tag"].value_counts().items()}
+                        for task, grp in summary[summary["post_tag"] != ""].groupby("task")
+                    },
+                    "posts": tag_counts(qc_by_user, pf),
+                },
                 "catalog_categories": len(catalog),
                 "qc_users": len(qc_by_user),
                 "tokenizer": model_dir,
@@ -253,5 +309,10 @@ def run(
             },
         )
 
-    fingerprint = {"tasks": config_hash(tcfg), "model": cfg.model.base, "tiny": config_hash(cfg.model.tiny)}
+    fingerprint = {
+        "tasks": config_hash(tcfg),
+        "model": cfg.model.base,
+        "tiny": config_hash(cfg.model.tiny),
+        "post_tags_enforced": post_tags_enforced(cfg),  # None resolves by model and engine
+    }
     return run_stage(STAGE, output_uri, body, fingerprint=fingerprint, inputs=[curated_uri, qc_uri])

@@ -13,10 +13,14 @@ no raw names in ``reason``, word bounds) and does not send it to the judge
 (``judged = False``): a second LLM call per post would double the most numerous product's
 cost for little. A tag that calls its post harmful is a valid tag, not a harmful item.
 
-Downstream: the tags are produced and stored (``synth/``, ``qc/``); nothing filters on them
-yet. Synthesis runs every product in one pass, so skipping social QA for posts tagged low
-or harmful would need a second pass (tags first); with the embedded tiny model the tags are
-noise anyway. :func:`keep` is the paper's rule for when that is wired.
+Downstream: the tasks stage filters on them (``tasks.min_post_quality``,
+``tasks.reject_harmful_posts``, ``tasks.enforce_post_tags``; tasks/common.PostFilter, the
+same rule as :func:`keep` at its default threshold): examples built from a post tagged low
+or harmful are quarantined there (``post_low_quality`` / ``post_harmful``), such posts are
+left out of prompt histories, untagged posts are kept. By default this is enforced unless
+the tagger is the untrained tiny model, whose tags are noise (as ``qc.enforce_judge``).
+Synthesis itself runs every product in one pass, so it still spends social QA requests on
+posts that tasks later drops (skipping them would need a second pass, tags first).
 
 Bounds: ``reason`` is at most 160 characters (~25 words); the embedded tiny model (96
 tokens x 1.0) gets ~50 characters of it, the integer and the boolean always fit.

@@ -3,7 +3,9 @@
 Targets are the user's comments whose parent post (``context``) is known. Variants:
 ``persona_and_history`` when synthesis produced a persona, else ``history``; a comment
 with neither a persona nor an earlier comment has nothing personal to condition on and
-is skipped.
+is skipped. Post tags (``tasks.enforce_post_tags``): a target comment tagged low quality or
+harmful is rejected (quarantined as ``post_low_quality`` / ``post_harmful``) and never shown
+as history.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..common import (
     clip,
     format_history,
     most_recent,
+    most_recent_kept,
     persona_block,
 )
 from ..registry import register
@@ -31,7 +34,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
     for i, target in enumerate(comments):
         if not target.context.strip():
             continue  # no post to reply to
-        earlier = [r for r in comments[:i] if r.text != target.text]
+        earlier = [r for r in comments[:i] if r.text != target.text and ctx.usable(user, r)]
         history = most_recent(earlier, ctx.max_history)
         if not history and not persona:
             continue
@@ -41,7 +44,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
         # The parent post can be long; it gets twice a post's budget since it is the stimulus.
         parts.append(f"Another user posted:\n\n{clip(target.context, 2 * ctx.max_chars_per_post)}\n\n")
         parts.append("Write this person's comment on that post.")
-        built.append(
+        built.append(ctx.tag_posts(
             Candidate(
                 task="personalized_commenting",
                 variant="persona_and_history" if persona else "history",
@@ -56,6 +59,8 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
                     "history_record_ids": [r.record_id for r in history],
                     "persona_item_id": user.persona.item_id if user.persona else None,
                 },
-            )
-        )
-    yield from most_recent(built, ctx.max_examples_per_user)
+            ),
+            user,
+            [target.record_id],
+        ))
+    yield from most_recent_kept(built, ctx.max_examples_per_user)

@@ -9,6 +9,8 @@ Variants, by which synthesis products the user has:
 * ``posts_to_persona``       — the fallback when synthesis made only a persona (e.g.
   ``synth.products=[persona, social_qa]``): the posts the persona was written from (else
   the most recent ones) -> the persona.
+Posts shown in a prompt leave out those tagged low quality or harmful when
+``tasks.enforce_post_tags`` holds (the targets here are synthesis items, not posts).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ LIFE_STORIES = "life_stories"  # the synthesis product (synth/products/life_stor
 
 def _posts_behind(user: UserTimeline, item, ctx: BuildContext):
     """The posts a synthesis item was written from (else the user's most recent ones)."""
-    authored = user.authored() or [r for r in user.records if r.text.strip()]
+    authored = [r for r in user.authored() or [r for r in user.records if r.text.strip()] if ctx.usable(user, r)]
     sources = set(item.source_record_ids)
     grounded = [r for r in authored if r.record_id in sources]
     return most_recent(grounded or authored, ctx.max_history)

@@ -6,13 +6,15 @@ Variants:
   the scenario must not give away);
 * ``summary_to_story``     — from ``life_stories`` items: persona + a story's one-line summary
   -> the first-person story.
+Post tags (``tasks.enforce_post_tags``): a social QA item grounded in a post tagged low
+quality or harmful is rejected (quarantined as ``post_low_quality`` / ``post_harmful``).
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, most_recent, persona_block
+from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, most_recent_kept, persona_block
 from ..registry import register
 from .profile_generation import LIFE_STORIES, stories_of
 from .social_qa import qa_fields
@@ -30,7 +32,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
         if fields is None:
             continue
         scenario, question, _answer = fields
-        built.append(
+        built.append(ctx.tag_posts(
             Candidate(
                 **base,
                 variant="question_to_scenario",
@@ -40,8 +42,10 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
                 "Describe the situation they were in, in the third person, without saying how they reacted.",
                 target=scenario,
                 meta={"qc_item_id": item.item_id, "source_record_ids": list(item.source_record_ids)},
-            )
-        )
+            ),
+            user,
+            item.source_record_ids,
+        ))
     if persona:
         for item in sorted(user.products(LIFE_STORIES), key=lambda i: i.item_id):
             for n, story in enumerate(stories_of(item.payload)):
@@ -58,4 +62,4 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
                         meta={"qc_item_id": item.item_id, "story_index": n},
                     )
                 )
-    yield from most_recent(built, ctx.max_examples_per_user)
+    yield from most_recent_kept(built, ctx.max_examples_per_user)

@@ -2,13 +2,15 @@
 
 One example per QC-passed ``social_qa`` item ({scenario, question, answer}, grounded in one
 of the user's posts). Variant ``persona`` when the user has a persona, else ``no_persona``.
+Post tags (``tasks.enforce_post_tags``): an item grounded in a post tagged low quality or
+harmful is rejected (quarantined as ``post_low_quality`` / ``post_harmful``).
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, most_recent, persona_block
+from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, UserTimeline, most_recent_kept, persona_block
 from ..registry import register
 
 
@@ -27,7 +29,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
         if fields is None:
             continue
         scenario, question, answer = fields
-        built.append(
+        built.append(ctx.tag_posts(
             Candidate(
                 task="social_qa",
                 variant="persona" if persona else "no_persona",
@@ -38,6 +40,8 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
                 prompt=f"{persona}Scenario: {scenario}\n\nQuestion: {question}\n\nAnswer as this person.",
                 target=answer,
                 meta={"qc_item_id": item.item_id, "source_record_ids": list(item.source_record_ids)},
-            )
-        )
-    yield from most_recent(built, ctx.max_examples_per_user)
+            ),
+            user,
+            item.source_record_ids,
+        ))
+    yield from most_recent_kept(built, ctx.max_examples_per_user)

@@ -8,13 +8,24 @@ Variants, chosen by what the target record has:
 The history is the user's most recent earlier writing on the same platform. When synthesis
 made a ``writing_style`` description of the user, the prompt opens with it (``meta`` names
 its item), and a target with no earlier writing is conditioned on the description alone.
+Post tags (``tasks.enforce_post_tags``): a target post tagged low quality or harmful is
+rejected (quarantined as ``post_low_quality`` / ``post_harmful``) and never shown as history.
 """
 
 from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from ..common import SYSTEM_SIMULATE, BuildContext, Candidate, QCItem, UserTimeline, format_history, most_recent
+from ..common import (
+    SYSTEM_SIMULATE,
+    BuildContext,
+    Candidate,
+    QCItem,
+    UserTimeline,
+    format_history,
+    most_recent,
+    most_recent_kept,
+)
 from ..registry import register
 
 MIN_CONTINUATION_WORDS = 16  # shorter texts have no meaningful "second half"
@@ -42,7 +53,9 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
     style_block = f"Writing style: {str(style.payload['style']).strip()}\n\n" if style else ""
     built = []
     for i, target in enumerate(authored):
-        earlier = [r for r in authored[:i] if r.platform == target.platform and r.text != target.text]
+        earlier = [
+            r for r in authored[:i] if r.platform == target.platform and r.text != target.text and ctx.usable(user, r)
+        ]
         history = most_recent(earlier, ctx.max_history)
         if not history and not style:
             continue  # nothing to imitate from yet
@@ -68,7 +81,7 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
             variant = "continuation"
             first, text = _split_in_half(target.text.strip())
             prompt = intro + f"They started a new post:\n\n{first}\n\nContinue it exactly as they would."
-        built.append(
+        built.append(ctx.tag_posts(
             Candidate(
                 task="writing_imitation",
                 variant=variant,
@@ -79,6 +92,8 @@ def build(user: UserTimeline, ctx: BuildContext) -> Iterator[Candidate]:
                 prompt=prompt,
                 target=text,
                 meta=meta,
-            )
-        )
-    yield from most_recent(built, ctx.max_examples_per_user)
+            ),
+            user,
+            [target.record_id],
+        ))
+    yield from most_recent_kept(built, ctx.max_examples_per_user)
