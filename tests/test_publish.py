@@ -151,7 +151,7 @@ def test_interrupted_publish_is_invisible_and_a_rerun_completes(merged_model, s3
         publish.run(cfg2, on_file_uploaded=die_after_two)
 
     versions = [p.rsplit("/", 1)[-1] for p in storage.get_fs(store)[0].ls(f"{store[5:]}/humanllm-tiny")]
-    v2 = next(v for v in versions if v not in (v1, "latest"))
+    v2 = next(v for v in versions if v not in (v1, "latest", "_by_content"))
     v2_uri = f"{store}/humanllm-tiny/{v2}"
     landed = {f.rsplit("/", 1)[-1] for f in storage.ls_files(v2_uri)}
     # Files go up concurrently, so others may land before the cancel: at least the two
@@ -166,6 +166,8 @@ def test_interrupted_publish_is_invisible_and_a_rerun_completes(merged_model, s3
     loaded = publish.load(f"{store}/humanllm-tiny", str(tmp_path / "cache"))  # readers still get v1
     assert loaded.endswith(v1) and torch.equal(_logits(loaded), _logits(merged_model))
 
+    # The rerun completes the same version: its name (an upload id) comes from the input's
+    # listing, not from anything the interrupted attempt left behind.
     second = publish.run(cfg2)
     assert second["version"] == v2 and not second["skipped"]
     assert storage.read_json(f"{store}/humanllm-tiny/latest")["version"] == v2
@@ -191,6 +193,56 @@ def test_republishing_identical_weights_is_idempotent(merged_model, tmp_path):
     third = publish.run(_cfg(root2, f"publish.uri={store}", "publish.version=v1.0"))
     assert third["version"] == "v1.0" and third["files_uploaded"] > 0
     assert publish.verify(os.path.join(store, "humanllm-tiny"))["version"] == "v1.0"
+
+
+def test_s3_publish_hashes_while_uploading_and_dedups_identical_content(merged_model, s3_bucket, tmp_path):
+    """On S3 the hash pass overlaps the upload; the manifest's hashes are still those of the
+    files, a rerun is a no-op, and the same content from another folder (another upload id)
+    ends on the version already published, with its partial upload removed."""
+    from humanllm_ray.publish.manifest import hash_folder
+    from humanllm_ray.publish.store import publish_model
+
+    store = f"{s3_bucket}/models"
+    first = publish_model(merged_model, store, "m", multipart_threshold=10 * 1024 * 1024)
+    manifest = storage.read_json(f"{first.uri}/manifest.json")
+    for rel, entry in hash_folder(merged_model).items():
+        assert manifest["files"][rel] == entry
+    assert publish.verify(f"{store}/m")["version"] == first.version
+    index = storage.read_json(f"{store}/m/_by_content/{manifest['content_sha256']}.json")
+    assert index == {"version": first.version, "manifest_sha256": first.manifest_sha256}
+
+    again = publish_model(merged_model, store, "m")  # same folder: same upload id, already complete
+    assert (again.version, again.files_uploaded, again.manifest_sha256) == (first.version, 0, first.manifest_sha256)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(merged_model, copy)  # same bytes, new mtimes: another upload id
+    os.utime(copy / "config.json", ns=(1, 1))
+    other = publish_model(str(copy), store, "m")
+    assert other.version == first.version and other.files_uploaded == 0
+    names = {p.rsplit("/", 1)[-1] for p in storage.get_fs(store)[0].ls(f"{store[5:]}/m")}
+    assert names == {first.version, "latest", "_by_content"}, (names, [storage.ls_files(f"{store}/m/{n}") for n in names])  # the partial upload is gone
+    assert storage.read_bytes(f"{first.uri}/manifest.json") == json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def test_upload_id_taken_by_other_content_falls_back_to_the_content_name(merged_model, s3_bucket, tmp_path):
+    """Same paths, sizes and mtimes but other bytes (a rewrite that kept the mtime): the
+    published version is never overwritten; the new content gets its content-hash name."""
+    from humanllm_ray.publish.manifest import default_version, hash_folder
+    from humanllm_ray.publish.store import publish_model
+
+    store = f"{s3_bucket}/models"
+    folder = tmp_path / "m"
+    shutil.copytree(merged_model, folder)
+    first = publish_model(str(folder), store, "m")
+    config = folder / "config.json"
+    st = config.stat()
+    data = config.read_bytes()
+    config.write_bytes(data.replace(b'"silu"', b'"gelu"'))
+    os.utime(config, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = publish_model(str(folder), store, "m")
+    assert second.version == default_version(hash_folder(str(folder))) != first.version
+    assert publish.verify(first.uri)["version"] == first.version  # untouched
+    assert publish.verify(f"{store}/m")["version"] == second.version
 
 
 def test_missing_merged_model_is_a_clear_error(tmp_path):

@@ -9,8 +9,11 @@ Contestants, run interleaved (order alternating each repeat), each into a fresh 
                  TransferConfig: 8 MiB parts, 10 threads) — the upload alone;
   ours-upload    publish_model(files=<precomputed manifest entries>): upload, card,
                  size check, manifest, latest pointer — our publish minus the hashing;
-  ours           publish_model end to end: sha256 of every file (the manifest), then all
-                 of the above. This is what the publish stage does.
+  ours           publish_model end to end, sha256 of every file (the manifest) included.
+                 This is what the publish stage does; on S3 the hash pass runs on threads
+                 while the files go up (the version is an upload id, not the content hash).
+  ours-hashfirst hash_folder, then publish_model(files=...): the hash pass before the
+                 first byte, as publish did before the overlap (for comparison).
 
 Throughput is total file bytes / wall seconds; the ratio is ours / boto3 (goal >= 0.9).
 Medians over --repeats go to bench/out/publish.json with the load average.
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="/tmp/humanllm-bench-publish")
     parser.add_argument("--sizes-mb", default="160,96,48,16,1", help="file sizes in MiB, comma-separated (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--contestants", default="boto3,ours-upload,ours", help="of boto3, ours-upload, ours, and ours-upload@MB / ours@MB (publish with multipart_threshold=MB MiB); default: %(default)s")
+    parser.add_argument("--contestants", default="boto3,ours-upload,ours,ours-hashfirst", help="of boto3, ours-upload, ours, ours-hashfirst, and ours-upload@MB / ours@MB (publish with multipart_threshold=MB MiB); default: %(default)s")
     parser.add_argument("--multipart-threshold-mb", type=int, default=None, help="our multipart threshold (default: publish_model's own default)")
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "publish.json"))
     args = parser.parse_args(argv)
@@ -131,13 +134,17 @@ def main(argv=None) -> int:
         kwargs = {"multipart_threshold": threshold_mb * 1024 * 1024} if threshold_mb else {}
         publish_model(str(folder), f"s3://{bucket}/models", "bench", files=dict(entries) if precomputed else None, **kwargs)
 
+    def run_hashfirst(bucket: str) -> None:
+        kwargs = {"multipart_threshold": args.multipart_threshold_mb * 1024 * 1024} if args.multipart_threshold_mb else {}
+        publish_model(str(folder), f"s3://{bucket}/models", "bench", files=hash_folder(str(folder)), **kwargs)
+
     names = [n.strip() for n in args.contestants.split(",")]
-    runners = {"boto3": run_boto3}
+    runners = {"boto3": run_boto3, "ours-hashfirst": run_hashfirst}
     for n in names:
         kind, _, mb = n.partition("@")
         if kind in ("ours", "ours-upload"):
             runners[n] = (lambda precomputed, mb: lambda b: run_ours(b, precomputed, mb))(kind == "ours-upload", int(mb) if mb else None)
-        elif n != "boto3":
+        elif n not in runners:
             raise SystemExit(f"unknown contestant {n!r}")
     results = {n: [] for n in names}
     load_before = os.getloadavg()

@@ -1,8 +1,11 @@
 """Publish stage: the merged model to ``{publish.uri}/{name}/{version}/`` with a model card
 and a manifest, then the ``{name}/latest`` pointer.
 
-``version`` defaults to a content hash of the model files, so republishing identical
-weights is a no-op that lands on the same version; ``publish.version`` overrides it.
+``version`` defaults to an upload id derived from the input's listing (paths, sizes,
+mtimes or ETags), so the upload starts while the files are still being hashed and a rerun
+after an interruption completes the same version; publishing content that is already
+published (same sha256 of every file) is a no-op that lands on that version.
+``publish.version`` overrides the name. See :func:`store.publish_model`.
 The stage folder ``{run.root}/publish`` holds the report (rows = files) and ``_SUCCESS``.
 
 Readers: :func:`verify` re-hashes a version against its manifest; :func:`load` returns a
@@ -24,7 +27,7 @@ from ..runtime import RunPaths
 from ..stage import StageDir, StageResult, run_stage
 from .card import TRAIN_KEYS, TRAIN_REPORT_KEYS, CardContext, model_facts, render_model_card, safe_config
 from .lineage import platform_funnel, stage_funnel, stage_reports, task_mix
-from .manifest import content_hash, default_version, hash_folder
+from .manifest import GENERATED, listing_key, local_listing_key
 from .store import (
     PublishError,
     PublishResult,
@@ -68,6 +71,25 @@ def model_folder(uri: str) -> str:
 def published_name_uri(cfg: HumanLLMConfig) -> str:
     """``{publish.uri}/{publish.name}``: where ``latest`` and the versions of this model live."""
     return storage.join(RunPaths.from_config(cfg).publish_uri(cfg), cfg.publish.name)
+
+
+def source_key(model_uri: str) -> str:
+    """``listing_key`` of the model folder where it lives (local: mtimes; object store:
+    ETags), without reading the files: the stage's change check and the upload id."""
+    if not storage.is_remote(model_uri):
+        return local_listing_key(storage.normalize(model_uri))
+    fs, root = storage.get_fs(model_uri)
+    entries = []
+    for path, info in fs.find(root, detail=True).items():
+        if info.get("type") == "directory":
+            continue
+        rel = path[len(root) :].lstrip("/")
+        parts = rel.split("/")
+        if any(p.startswith(".") for p in parts) or ".tmp" in parts[-1] or rel in GENERATED:
+            continue
+        stamp = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or ""
+        entries.append((rel, int(info.get("size") or 0), str(stamp)))
+    return listing_key(entries)
 
 
 @contextmanager
@@ -170,16 +192,19 @@ def run(
     model_uri = model_folder(merged_uri)
     root_uri = paths.publish_uri(cfg)
 
-    with _local_copy(model_uri) as local_dir:
-        files = hash_folder(local_dir)
-        version = cfg.publish.version or default_version(files)
-        fingerprint = {
-            "publish": {k: v for k, v in asdict(cfg.publish).items() if k not in ("multipart_threshold_bytes", "max_inflight_requests")},
-            "root": redact(root_uri),
-            "content_sha256": content_hash(files),
-        }
+    # No hash pass here: the stage's change check uses the input's listing, and
+    # publish_model hashes every file while uploading (the manifest holds the sha256s).
+    key = source_key(model_uri)
+    version = cfg.publish.version
+    fingerprint = {
+        "publish": {k: v for k, v in asdict(cfg.publish).items() if k not in ("multipart_threshold_bytes", "max_inflight_requests")},
+        "root": redact(root_uri),
+        "source_listing": key,
+    }
 
-        def body(stage_dir: StageDir) -> StageResult:
+    def body(stage_dir: StageDir) -> StageResult:
+        # A remote model is downloaded only when the stage runs (not when it is skipped).
+        with _local_copy(model_uri) as local_dir:
             result = publish_model(
                 local_dir,
                 root_uri,
@@ -190,22 +215,22 @@ def run(
                 multipart_threshold=cfg.publish.multipart_threshold_bytes,
                 max_inflight=cfg.publish.max_inflight_requests,
                 on_file_uploaded=on_file_uploaded,
-                files=files,
+                source_key=key,
             )
-            return StageResult(
-                rows_in=result.files,
-                rows_out=result.files_uploaded,
-                rows_merged=result.files_reused,  # already published, byte-identical
-                extra={
-                    "published_uri": redact(result.uri),
-                    "name": result.name,
-                    "version": result.version,
-                    "bytes": result.bytes,
-                    "manifest_sha256": result.manifest_sha256,
-                    "latest_uri": redact(result.latest_uri),
-                    "files_uploaded": result.files_uploaded,
-                    "files_reused": result.files_reused,
-                },
-            )
+        return StageResult(
+            rows_in=result.files,
+            rows_out=result.files_uploaded,
+            rows_merged=result.files_reused,  # already published, byte-identical
+            extra={
+                "published_uri": redact(result.uri),
+                "name": result.name,
+                "version": result.version,
+                "bytes": result.bytes,
+                "manifest_sha256": result.manifest_sha256,
+                "latest_uri": redact(result.latest_uri),
+                "files_uploaded": result.files_uploaded,
+                "files_reused": result.files_reused,
+            },
+        )
 
-        return run_stage("publish", paths.publish, body, fingerprint=fingerprint, inputs=[merged_uri])
+    return run_stage("publish", paths.publish, body, fingerprint=fingerprint, inputs=[merged_uri])
