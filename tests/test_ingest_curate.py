@@ -174,6 +174,34 @@ def test_rerun_is_noop(demo):
     assert ing2["rows_out"] == ing["rows_out"] and cur2["rows_out"] == cur["rows_out"]
 
 
+def _kept_and_quarantined(root: Path):
+    tl = read_table(str(root / "curated" / "data")).to_pylist()
+    kept = sorted(r["record_id"] for t in tl for r in t["records"])
+    q = sorted((r["reason"], r["record_id"]) for r in _quarantine(str(root / "curated")))
+    return kept, q
+
+
+def test_small_files_parallel_passes_same_result(demo, tmp_path):
+    """Ingest writes bounded files (one record-pass task each) and curate streams its passes
+    through scratch files instead of the object store: with tiny files the stages must keep
+    exactly the record set and quarantine of the default run, and leave no scratch behind."""
+    import pyarrow.parquet as pq
+
+    cfg, root, ing, cur = demo
+    small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40")
+    ing2, cur2 = _run_both(small)
+    files = storage.ls_files(str(tmp_path / "ingested" / "data"), suffix=".parquet")
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    assert sum(rows) == ing["rows_out"] == ing2["rows_out"]
+    assert max(rows) <= 40 and len(files) >= ing["rows_out"] // 40, rows
+    assert _kept_and_quarantined(tmp_path) == _kept_and_quarantined(root)
+    for key in ("rows_out", "rows_quarantined", "by_reason", "users", "timelines", "dedup"):
+        assert cur2[key] == cur[key], key
+    for d in (root, tmp_path):
+        for stage_dir in ("ingested", "curated"):
+            assert not (d / stage_dir / "_scratch").exists()
+
+
 # ----------------------------------------------------------------------------- malformed input
 
 

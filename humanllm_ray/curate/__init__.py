@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import by_key_partition, col_in, count_by, num_partitions, stable_shuffle, sum_by
+from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, count_by, num_partitions, spill, stable_shuffle,
+                              sum_by)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -183,15 +184,19 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     if ds is None:
         log.warning("curate: no ingested records under %s", in_uri)
         return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0, "nodes": {}})
+    scratch = sd.path(SCRATCH)
+    storage.rm(scratch)
     in_counts = count_by(ds, ["platform"])
     n_in = sum(in_counts.values())
 
-    # 1. record filters, cleaning, PII, language. A task whose worker dies (OOM kill, lost
-    # node, SIGKILL) is resubmitted: Ray Data's tasks default to max_retries=-1 (retry system
-    # failures without limit; ray/data/_internal/remote_fn.py), so nothing is set here.
+    # 1. record filters, cleaning, PII, language: one task per ingested file, streamed to
+    # scratch. A task whose worker dies (OOM kill, lost node, SIGKILL) is resubmitted: Ray
+    # Data's tasks default to max_retries=-1 (retry system failures without limit;
+    # ray/data/_internal/remote_fn.py), so nothing is set here.
     hold = sd.path(*FAULT_HOLD)
     hold = hold if storage.exists(hold) else None
-    work = ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=1024).materialize()
+    work = spill(ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=1024),
+                 storage.join(scratch, "records"), WORK_SCHEMA, ccfg.rows_per_file)
     pass_counts = count_by(work, ["_reason", "_node"])
     n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
     # records processed by the record pass per Ray node (shows the work spread over a cluster)
@@ -204,33 +209,43 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     dropped: Dict[str, Any] = {}
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
-        dropped, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass)
-    work = work.map_batches(_mark_dups_udf(dropped), batch_format="pyarrow").materialize()
+        dropped, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"))
+    # lazy: re-read from scratch by each of the two passes below
+    work = work.map_batches(_mark_dups_udf(dropped), batch_format="pyarrow")
 
-    # 3. timelines per user
+    # 3. timelines per user (kept users' rows and rejected users' rows, told apart by _reason)
     kept = work.filter(expr=col_in("_reason", ""))
     n_kept = n_pass - len(dropped)
     tl = by_key_partition(
         kept, num_partitions(n_kept), timelines.build_fn(ccfg.min_records_per_user, ccfg.timeline_max_tokens, ccfg),
         key="user_id",
-    ).materialize()
+    )
+    tl_path, tl_fs = storage.arrow_fs(storage.join(scratch, "timelines"))
+    tl.write_parquet(tl_path, filesystem=tl_fs)
+    tl = _read_scratch_timelines(storage.join(scratch, "timelines"))
     good = tl.filter(expr=col_in("_reason", "")).map_batches(timelines.strip_work_columns, batch_format="pyarrow")
     path, fs = storage.arrow_fs(sd.data_uri)
     good.write_parquet(path, filesystem=fs)
 
-    # quarantine: rejected records (filters, duplicates) + records of rejected users
+    # quarantine: rejected records (filters, duplicates) + records of rejected users, written
+    # straight to _quarantine/ and counted from there
     q_records = work.filter(expr=~col_in("_reason", "")).map_batches(_work_to_quarantine, batch_format="pyarrow")
     q_users = tl.filter(expr=~col_in("_reason", "")).map_batches(timelines.explode_qrows, batch_format="pyarrow")
-    quarantine = q_records.union(q_users).materialize()
-    q_counts = count_by(quarantine, ["platform", "reason"])
+    qpath, qfs = storage.arrow_fs(sd.quarantine_uri)
+    q_records.union(q_users).write_parquet(qpath, filesystem=qfs, max_rows_per_file=max(1, int(ccfg.rows_per_file)))
+    q_counts: Dict[tuple, int] = {}
+    if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):
+        import ray
+
+        q_counts = count_by(ray.data.read_parquet(qpath, filesystem=qfs), ["platform", "reason"])
+    else:
+        storage.rm(sd.quarantine_uri)
     n_q = sum(q_counts.values())
-    if n_q:
-        qpath, qfs = storage.arrow_fs(sd.quarantine_uri)
-        quarantine.write_parquet(qpath, filesystem=qfs)
 
     out_counts = sum_by(tl.filter(expr=col_in("_reason", "")), ["platform"], "n_records")
     chunk_counts = count_by(tl.filter(expr=col_in("_reason", "")).map_batches(_chunk0, batch_format="pyarrow"),
                             ["platform", "first"])
+    storage.rm(scratch)
     by_platform: Dict[str, Dict[str, int]] = {}
     for (p,), n in in_counts.items():
         by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "users": 0})["in"] += n
@@ -258,6 +273,15 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         extra={"users": users, "timelines": n_timelines, "dedup": dedup_stats, "nodes": nodes,
                "schema": [f"{f.name}:{f.type}" for f in TIMELINE_SCHEMA]},
     )
+
+
+def _read_scratch_timelines(uri: str):
+    import ray
+
+    if not storage.ls_files(uri, suffix=".parquet"):
+        return ray.data.from_arrow(timelines.TIMELINE_WORK_SCHEMA.empty_table())
+    path, fs = storage.arrow_fs(uri)
+    return ray.data.read_parquet(path, filesystem=fs, schema=timelines.TIMELINE_WORK_SCHEMA)
 
 
 def _chunk0(batch: pa.Table) -> pa.Table:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 
-from ..ingest.dataops import by_key_partition, num_partitions
+from .. import storage
+from ..ingest.dataops import by_key_partition, num_partitions, spill
 from .clean import normalize_for_hash
 
 log = logging.getLogger("humanllm")
@@ -177,14 +178,23 @@ def _fetch_sigs(sig_ds, ids: set) -> Dict[str, np.ndarray]:
             for row in sig_ds.map_batches(pick, batch_format="pyarrow").take_all()}
 
 
-def find_duplicates(ds, ccfg, n_rows: int = 0) -> Tuple[Dict[str, Tuple[str, str]], Dict[str, int]]:
+def find_duplicates(ds, ccfg, n_rows: int = 0,
+                    scratch_uri: Optional[str] = None) -> Tuple[Dict[str, Tuple[str, str]], Dict[str, int]]:
     """({row uid: (reason, detail)} for the rows to drop (see :func:`row_uid`), stats) over a Ray
     Dataset of records (LogRecord columns, cleaned text) that passed the record filters. Inside
-    this module the ``record_id`` column of signature/band/edge rows holds the row uid."""
+    this module the ``record_id`` column of signature/band/edge rows holds the row uid.
+
+    The signatures are read twice (bands, then the verification of band links): with
+    ``scratch_uri`` they are streamed to Parquet there and read back (flat memory); without
+    it they are materialized (bench/curate's one-process path)."""
     num_perm, bands = ccfg.minhash_num_perm, ccfg.minhash_bands
     sig = ds.select_columns(UID_COLUMNS + ["timestamp", "platform", "kind", "title", "text"]).map_batches(
         signatures_udf(num_perm), batch_format="pyarrow"
-    ).materialize()
+    )
+    if scratch_uri:
+        sig = spill(sig, storage.join(scratch_uri, "signatures"), SIG_SCHEMA, ccfg.rows_per_file)
+    else:
+        sig = sig.materialize()
     band_rows = sig.map_batches(bands_udf(num_perm, bands), batch_format="pyarrow")
     n_keys = max(1, n_rows) * (bands + 1)
     edges = by_key_partition(band_rows, num_partitions(n_keys), edges_fn, key="bkey").take_all()

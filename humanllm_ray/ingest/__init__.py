@@ -35,7 +35,7 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import by_key_partition, col_in, count_by, num_partitions, stable_shuffle
+from .dataops import SCRATCH, by_key_partition, col_in, count_by, num_partitions, spill, stable_shuffle
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -225,11 +225,14 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     items = pack_files(stamps, n_bins=2 * cpus)
     log.info("ingest: %d files in %d read tasks (%s)", n_files, len(items),
              ", ".join(f"{p}: {len(f)}" for p, f in sorted(stamps.items())))
-    # One block per bin of files so bins are read in parallel; readers stream their rows out.
-    raw = (
+    # One block per bin of files so bins are read in parallel; readers stream their rows out,
+    # to scratch files (not the object store: memory stays flat as the input grows).
+    scratch = sd.path(SCRATCH)
+    rows_per_file = cfg.ingest.rows_per_file
+    raw = spill(
         ray.data.from_items(items, override_num_blocks=len(items))
-        .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx})
-        .materialize()
+        .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx}),
+        storage.join(scratch, "raw"), READ_SCHEMA, rows_per_file,
     )
     pre = count_by(raw.map_batches(_with_key_flag, batch_format="pyarrow"), ["platform", "_status", "_has_key"])
 
@@ -247,20 +250,22 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
             mine = by_key_partition(mine, num_partitions(n_keyed), plat.join, schema=READ_SCHEMA)
         if needs_dedup:
             if needs_join:
-                mine = mine.materialize()
+                mine = spill(mine, storage.join(scratch, f"joined-{name}"), READ_SCHEMA, rows_per_file)
             recs = mine.filter(expr=col_in("_status", "ok")).map_batches(_set_dedup_key(plat.dedup_key), batch_format="pandas")
             others = mine.filter(expr=~col_in("_status", "ok"))
             recs = by_key_partition(recs, num_partitions(n_recs), plat.dedup, schema=READ_SCHEMA)
             mine = recs.union(others)
         # One shuffle per execution: several concurrent hash shuffles in one plan have crashed
         # Ray 2.60 workers on a 2-CPU machine (mutex abort in HashShuffleMap).
-        parts.append(mine.materialize())
-    final = (rest.union(*parts) if parts else rest).materialize()
+        parts.append(spill(mine, storage.join(scratch, f"part-{name}"), READ_SCHEMA, rows_per_file))
+    # lazy: read back from scratch by each pass below (counts, records, quarantine, aux)
+    final = rest.union(*parts) if parts else rest
 
     counts = count_by(final, ["platform", "_status", "_reason"])
     records = final.filter(expr=col_in("_status", "ok")).map_batches(_to_log_records, batch_format="pyarrow")
     path, fs = storage.arrow_fs(sd.data_uri)
-    records.write_parquet(path, filesystem=fs)
+    # bounded files: each is one parallel task of curate's record pass (see ingest.rows_per_file)
+    records.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(cfg.ingest.rows_per_file)))
     n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")
     if n_q:
         qpath, qfs = storage.arrow_fs(sd.quarantine_uri)
@@ -273,6 +278,8 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
         final.filter(expr=col_in("_status", "aux")).select_columns(
             ["platform", "record_id", "_key", "_payload", "source_file", "source_line"]
         ).write_parquet(apath, filesystem=afs)
+
+    storage.rm(scratch)
 
     by_platform: Dict[str, Dict[str, int]] = {}
     by_reason: Dict[str, int] = {}

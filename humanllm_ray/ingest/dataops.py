@@ -50,7 +50,8 @@ def count_by(ds, cols: List[str]) -> Dict[tuple, int]:
         return pa.Table.from_pandas(g, preserve_index=False)
 
     totals: Dict[tuple, int] = {}
-    for row in ds.map_batches(part, batch_format="pyarrow").take_all():
+    # select first: on a Parquet read the projection reaches the reader (only these columns load)
+    for row in ds.select_columns(cols).map_batches(part, batch_format="pyarrow").take_all():
         k = tuple(row[c] for c in cols)
         totals[k] = totals.get(k, 0) + int(row["n"])
     return totals
@@ -70,7 +71,7 @@ def sum_by(ds, key_cols: List[str], value_col: str) -> Dict[tuple, int]:
         return pa.Table.from_pandas(g, preserve_index=False)
 
     totals: Dict[tuple, int] = {}
-    for row in ds.map_batches(part, batch_format="pyarrow").take_all():
+    for row in ds.select_columns(key_cols + [value_col]).map_batches(part, batch_format="pyarrow").take_all():
         k = tuple(row[c] for c in key_cols)
         totals[k] = totals.get(k, 0) + int(row["n"])
     return totals
@@ -123,3 +124,29 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
         "_part", num_partitions=n
     ).map_groups(call, batch_format="pandas")
+
+
+# Scratch intermediates of a stage attempt live in ``{stage}/_scratch`` (see :func:`spill`). It
+# is not in the reset's keep list: a killed attempt's partial files go with its data, so a rerun
+# recomputes them from the input; a finished stage removes the folder.
+SCRATCH = "_scratch"
+
+
+def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
+    """Write ``ds`` as Parquet under ``uri`` and return a lazy Dataset that reads it back.
+
+    Used instead of ``materialize()`` between passes over an intermediate: the write streams
+    (blocks go to files as they are made, so the object store holds a window of blocks, not the
+    whole dataset, and memory stays flat as the input grows), and every later pass gets one
+    read task per file of at most ``rows_per_file`` rows, so it runs in parallel even when the
+    producer made one big block."""
+    import ray
+
+    from .. import storage
+
+    storage.rm(uri)
+    path, fs = storage.arrow_fs(uri)
+    ds.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(rows_per_file)))
+    if not storage.ls_files(uri, suffix=".parquet"):
+        return ray.data.from_arrow(schema.empty_table())
+    return ray.data.read_parquet(path, filesystem=fs, schema=schema)
