@@ -17,7 +17,7 @@ two fresh child processes run on it, order alternating between repeats:
   ``timelines.build_fn`` and the same schema/quarantine helpers. Where the stage code takes a Ray
   Dataset (``find_duplicates``, ``by_key_partition``), it gets ``LocalDataset``: the handful of
   Dataset methods it calls (``map_batches``, ``select_columns``, ``groupby().map_groups``,
-  ``materialize``, ``take_all``) run sequentially on pyarrow tables. Dedup and timeline logic are
+  ``materialize``, ``take_all``, ``iter_batches``) run sequentially on pyarrow tables. Dedup and timeline logic are
   therefore the module's own, not a re-implementation. It writes the same Parquet outputs.
 
 Both children report the records they kept, per-reason quarantine counts, users, timelines and a
@@ -117,6 +117,10 @@ class LocalDataset:
 
     def take_all(self) -> List[Dict[str, Any]]:
         return [row for b in self.iter_blocks() for row in b.to_pylist()]
+
+    def iter_batches(self, batch_format: str = "pyarrow", batch_size: Optional[int] = None, **_ignored):
+        for b in self.iter_blocks():
+            yield b.to_pandas() if batch_format == "pandas" else b
 
     def groupby(self, key: str, num_partitions: Optional[int] = None) -> "_LocalGrouped":
         return _LocalGrouped(self, key)

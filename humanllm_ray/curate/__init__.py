@@ -27,8 +27,8 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, count_by, num_partitions, spill, stable_shuffle,
-                              sum_by)
+from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, count_by, num_partitions, read_parquet_files, spill,
+                              stable_shuffle, sum_by)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -168,14 +168,11 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
 
 
 def _read_records(in_uri: str):
-    import ray
-
     data_uri = storage.join(in_uri, "data")
-    files = storage.ls_files(data_uri, suffix=".parquet")
-    if not files:
+    if not storage.ls_files(data_uri, suffix=".parquet"):
         return None
-    path, fs = storage.arrow_fs(data_uri)
-    return ray.data.read_parquet(path, filesystem=fs, schema=LOG_RECORD_SCHEMA)
+    # one block per ingested file: the record pass runs one task per file (ingest.rows_per_file)
+    return read_parquet_files(data_uri, LOG_RECORD_SCHEMA)
 
 
 def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.StageResult:
@@ -195,7 +192,9 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # ray/data/_internal/remote_fn.py), so nothing is set here.
     hold = sd.path(*FAULT_HOLD)
     hold = hold if storage.exists(hold) else None
-    work = spill(ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=1024),
+    # batch_size=None: the whole file's block per call. A batch size would make Ray bundle that
+    # many rows of the fused file-list input (one row per file) into one task: all files, one core.
+    work = spill(ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=None),
                  storage.join(scratch, "records"), WORK_SCHEMA, ccfg.rows_per_file)
     pass_counts = count_by(work, ["_reason", "_node"])
     n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
@@ -235,9 +234,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     q_records.union(q_users).write_parquet(qpath, filesystem=qfs, max_rows_per_file=max(1, int(ccfg.rows_per_file)))
     q_counts: Dict[tuple, int] = {}
     if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):
-        import ray
-
-        q_counts = count_by(ray.data.read_parquet(qpath, filesystem=qfs), ["platform", "reason"])
+        q_counts = count_by(read_parquet_files(sd.quarantine_uri, _Q_COUNT_SCHEMA), ["platform", "reason"])
     else:
         storage.rm(sd.quarantine_uri)
     n_q = sum(q_counts.values())
@@ -275,13 +272,11 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     )
 
 
-def _read_scratch_timelines(uri: str):
-    import ray
+_Q_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("reason", pa.string())])
 
-    if not storage.ls_files(uri, suffix=".parquet"):
-        return ray.data.from_arrow(timelines.TIMELINE_WORK_SCHEMA.empty_table())
-    path, fs = storage.arrow_fs(uri)
-    return ray.data.read_parquet(path, filesystem=fs, schema=timelines.TIMELINE_WORK_SCHEMA)
+
+def _read_scratch_timelines(uri: str):
+    return read_parquet_files(uri, timelines.TIMELINE_WORK_SCHEMA)
 
 
 def _chunk0(batch: pa.Table) -> pa.Table:

