@@ -34,6 +34,11 @@ class RunConfig:
     seed: int = 1234
     ray_address: Optional[str] = None  # None: start or join a local Ray; "auto" on a cluster
     num_cpus: Optional[int] = None  # only used when starting a local Ray
+    # Object store size when starting a local Ray (None: Ray's default, 30% of RAM). The stages
+    # stream through files, but the two shuffles of curate (LSH bands, timelines) hold their
+    # inputs in the object store and spill to disk past this size: cap it to bound memory
+    # (bench/README.md "curate"). On a cluster set it on `ray start --object-store-memory`.
+    object_store_memory_mb: Optional[int] = None
     log_level: str = "INFO"
     progress: bool = True
 

@@ -48,6 +48,8 @@ def init_ray(cfg: HumanLLMConfig) -> None:
         kwargs.pop("include_dashboard")
         ray.init(address=address, **kwargs)
     else:
+        if cfg.run.object_store_memory_mb:
+            kwargs["object_store_memory"] = int(cfg.run.object_store_memory_mb) * 2**20
         ray.init(num_cpus=cfg.run.num_cpus, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = bool(cfg.run.progress)

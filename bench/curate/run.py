@@ -437,7 +437,9 @@ def child_ray(data: str, root: str) -> Dict[str, Any]:
 
     t0 = time.perf_counter()
     # address="local": always a fresh local cluster, never one a `ray start` left on the machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=True)
+    osm = os.environ.get("BENCH_OBJECT_STORE_MB")  # run.object_store_memory_mb for the stages
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=True,
+             **({"object_store_memory": int(osm) * 2**20} if osm else {}))
     ray.data.DataContext.get_current().enable_progress_bars = False
     t1 = time.perf_counter()
     rep_i = ingest.run(cfg)
@@ -649,6 +651,8 @@ def main() -> None:
     ap.add_argument("--work", default=os.path.join(REPO, "bench", "out", "curate-work"))
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "out", "curate.json"))
     ap.add_argument("--plan-records", type=float, default=55e6)
+    ap.add_argument("--object-store-mb", type=int, default=None,
+                    help="cap the Ray path's object store (run.object_store_memory_mb); default: Ray's 30%% of RAM")
     ap.add_argument("--merge", nargs="+", help="combine result files of earlier runs into --out and print the table")
     ap.add_argument("--ceiling-repeats", type=int, default=3,
                     help="alone/pair runs of the 2-process ceiling measurement (0: skip)")
@@ -680,7 +684,10 @@ def main() -> None:
         finish(results, args.out)
         return
 
-    results: Dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "ray_num_cpus": 2,
+    if args.object_store_mb:
+        os.environ["BENCH_OBJECT_STORE_MB"] = str(args.object_store_mb)
+    results: Dict[str, Any] = {"object_store_mb": args.object_store_mb,
+                               "machine": {"cpus": os.cpu_count(), "ray_num_cpus": 2,
                                            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
                                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": []}
     for n in args.sizes:
