@@ -346,6 +346,13 @@ class PublishConfig:
     # S3 requests in flight at once, shared by all files and their 8 MiB parts (boto3's
     # default is 10 threads); memory held is about this many parts.
     max_inflight_requests: int = 10
+    # Checksum each uploaded S3 body carries, computed on the read threads so the shared event
+    # loop does no per-byte work; the payload then goes as UNSIGNED-PAYLOAD, the signed checksum
+    # header (verified by S3) taking the signed payload's place. "auto": sha256 over http (as
+    # strong as botocore's signed payload), CRC32 over https (what botocore sends over TLS);
+    # "sha256" / "crc32" (crc32 over http still means sha256); "botocore": botocore's defaults
+    # (per-byte sha256 + CRC32 on the event loop over http) for stores that reject checksums.
+    part_checksum: str = "auto"
 
 
 @dataclass

@@ -16,7 +16,14 @@ Contestants, run interleaved (order alternating each repeat), each into a fresh 
                  first byte, as publish did before the overlap (for comparison).
 
 Throughput is total file bytes / wall seconds; the ratio is ours / boto3 (goal >= 0.9).
-Medians over --repeats go to bench/out/publish.json with the load average.
+Each run also records the CPU seconds of this process (the client: all its threads) and of
+moto_server: on a small machine they share the cores, so a client that burns more CPU also
+slows the server. Medians over --repeats go to bench/out/publish.json (publish-https.json
+with --https) with the load average.
+
+--https serves moto over TLS with a self-signed certificate for 127.0.0.1 made here, which
+both clients verify (AWS_CA_BUNDLE). Over plain http botocore sha256-signs every request
+body (SigV4); over https, as with real S3, it sends UNSIGNED-PAYLOAD plus a CRC32 checksum.
 """
 
 from __future__ import annotations
@@ -43,11 +50,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_moto(port: int) -> subprocess.Popen:
+def make_cert(folder: Path) -> tuple:
+    """A self-signed certificate and key for 127.0.0.1 (the https server); returns their paths."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "moto-cert.pem", folder / "moto-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def start_moto(port: int, tls: tuple = ()) -> subprocess.Popen:
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
     if exe is None:
         raise SystemExit("moto_server not found: pip install 'moto[server]' (the project's dev extra)")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = ["--ssl-cert", tls[0], "--ssl-key", tls[1]] if tls else []
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -85,19 +125,24 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="/tmp/humanllm-bench-publish")
     parser.add_argument("--sizes-mb", default="160,96,48,16,1", help="file sizes in MiB, comma-separated (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--contestants", default="boto3,ours-upload,ours,ours-hashfirst", help="of boto3, ours-upload, ours, ours-hashfirst, and ours-upload@MB / ours@MB (publish with multipart_threshold=MB MiB); default: %(default)s")
+    parser.add_argument("--contestants", default="boto3,ours-upload,ours,ours-hashfirst", help="of boto3, ours-upload, ours, ours-hashfirst, and ours-upload@MB / ours@MB (publish with multipart_threshold=MB MiB), ours-upload:CHECKSUM / ours:CHECKSUM (publish with part_checksum=CHECKSUM: auto, sha256, crc32, botocore; both suffixes may be combined as ours@MB:CHECKSUM); default: %(default)s")
     parser.add_argument("--multipart-threshold-mb", type=int, default=None, help="our multipart threshold (default: publish_model's own default)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "publish.json"))
+    parser.add_argument("--https", action="store_true", help="serve moto over TLS (self-signed, verified by both clients)")
+    parser.add_argument("--out", default=None, help="default: bench/out/publish.json (publish-https.json with --https)")
     args = parser.parse_args(argv)
+    args.out = args.out or str(REPO / "bench" / "out" / ("publish-https.json" if args.https else "publish.json"))
 
     port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"{'https' if args.https else 'http'}://127.0.0.1:{port}"
+    tls = make_cert(Path(args.workdir)) if args.https else ()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL=endpoint,
     )
+    if tls:
+        os.environ["AWS_CA_BUNDLE"] = tls[0]
     folder = Path(args.workdir) / "model"
     total = make_files(folder, [float(x) for x in args.sizes_mb.split(",")])
     files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -108,7 +153,15 @@ def main(argv=None) -> int:
     from humanllm_ray.publish.manifest import hash_folder
     from humanllm_ray.publish.store import publish_model
 
-    moto = start_moto(port)
+    import psutil
+
+    moto = start_moto(port, tls)
+    moto_ps = psutil.Process(moto.pid)
+
+    def moto_cpu() -> float:
+        t = moto_ps.cpu_times()
+        return t.user + t.system
+
     client = boto3.client("s3", endpoint_url=endpoint)
     entries = hash_folder(str(folder))  # for ours-upload (hashing timed separately in "ours")
 
@@ -129,9 +182,11 @@ def main(argv=None) -> int:
         for f in files:
             client.upload_file(str(f), bucket, f"plain/{f.name}")
 
-    def run_ours(bucket: str, precomputed: bool, threshold_mb=None) -> None:
+    def run_ours(bucket: str, precomputed: bool, threshold_mb=None, checksum=None) -> None:
         threshold_mb = threshold_mb or args.multipart_threshold_mb
         kwargs = {"multipart_threshold": threshold_mb * 1024 * 1024} if threshold_mb else {}
+        if checksum:
+            kwargs["part_checksum"] = checksum
         publish_model(str(folder), f"s3://{bucket}/models", "bench", files=dict(entries) if precomputed else None, **kwargs)
 
     def run_hashfirst(bucket: str) -> None:
@@ -141,9 +196,12 @@ def main(argv=None) -> int:
     names = [n.strip() for n in args.contestants.split(",")]
     runners = {"boto3": run_boto3, "ours-hashfirst": run_hashfirst}
     for n in names:
-        kind, _, mb = n.partition("@")
+        head, _, checksum = n.partition(":")
+        kind, _, mb = head.partition("@")
         if kind in ("ours", "ours-upload"):
-            runners[n] = (lambda precomputed, mb: lambda b: run_ours(b, precomputed, mb))(kind == "ours-upload", int(mb) if mb else None)
+            runners[n] = (lambda precomputed, mb, checksum: lambda b: run_ours(b, precomputed, mb, checksum))(
+                kind == "ours-upload", int(mb) if mb else None, checksum or None
+            )
         elif n not in runners:
             raise SystemExit(f"unknown contestant {n!r}")
     results = {n: [] for n in names}
@@ -153,13 +211,15 @@ def main(argv=None) -> int:
             order = names if rep % 2 == 0 else names[::-1]
             for name in order:
                 bucket = fresh_bucket()
+                cpu0, srv0 = time.process_time(), moto_cpu()
                 start = time.perf_counter()
                 runners[name](bucket)
                 wall = time.perf_counter() - start
+                cpu, srv = time.process_time() - cpu0, moto_cpu() - srv0
                 load1 = os.getloadavg()[0]
-                print(f"repeat {rep}{' (warm-up)' if rep == 0 else ''} {name:12s} {wall:6.2f}s  {total / wall / 1e6:7.1f} MB/s  load {load1:.2f}", flush=True)
+                print(f"repeat {rep}{' (warm-up)' if rep == 0 else ''} {name:14s} {wall:6.2f}s  {total / wall / 1e6:7.1f} MB/s  cpu client {cpu:5.2f}s server {srv:5.2f}s  load {load1:.2f}", flush=True)
                 if rep > 0:
-                    results[name].append({"wall_s": wall, "mb_per_s": total / wall / 1e6, "load1": load1})
+                    results[name].append({"wall_s": wall, "mb_per_s": total / wall / 1e6, "client_cpu_s": cpu, "server_cpu_s": srv, "load1": load1})
                 drop_bucket(bucket)
     finally:
         moto.terminate()
@@ -169,14 +229,23 @@ def main(argv=None) -> int:
             moto.kill()
     load_after = os.getloadavg()
 
-    summary = {n: {"wall_s_median": statistics.median(r["wall_s"] for r in runs), "mb_per_s_median": statistics.median(r["mb_per_s"] for r in runs), "runs": runs} for n, runs in results.items()}
+    summary = {
+        n: {
+            "wall_s_median": statistics.median(r["wall_s"] for r in runs),
+            "mb_per_s_median": statistics.median(r["mb_per_s"] for r in runs),
+            "client_cpu_s_median": statistics.median(r["client_cpu_s"] for r in runs),
+            "server_cpu_s_median": statistics.median(r["server_cpu_s"] for r in runs),
+            "runs": runs,
+        }
+        for n, runs in results.items()
+    }
     import s3fs
 
     report = {
         "bench": "publish",
         "files": {f.name: f.stat().st_size for f in files},
         "total_mb": total / 1e6,
-        "server": "moto_server (127.0.0.1)",
+        "server": f"moto_server ({endpoint.split(':')[0]}, 127.0.0.1)",
         "s3fs_version": s3fs.__version__,
         "boto3_version": boto3.__version__,
         "repeats": args.repeats,
@@ -192,6 +261,8 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "results"}, indent=2))
+    for n, r in summary.items():
+        print(f"{n:14s} median {r['mb_per_s_median']:7.1f} MB/s  cpu client {r['client_cpu_s_median']:5.2f}s server {r['server_cpu_s_median']:5.2f}s")
     return 0
 
 

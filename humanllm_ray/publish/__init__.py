@@ -197,7 +197,7 @@ def run(
     key = source_key(model_uri)
     version = cfg.publish.version
     fingerprint = {
-        "publish": {k: v for k, v in asdict(cfg.publish).items() if k not in ("multipart_threshold_bytes", "max_inflight_requests")},
+        "publish": {k: v for k, v in asdict(cfg.publish).items() if k not in ("multipart_threshold_bytes", "max_inflight_requests", "part_checksum")},
         "root": redact(root_uri),
         "source_listing": key,
     }
@@ -214,6 +214,7 @@ def run(
                 manifest_extra=_manifest_extra(cfg, paths, merged_uri, model_uri),
                 multipart_threshold=cfg.publish.multipart_threshold_bytes,
                 max_inflight=cfg.publish.max_inflight_requests,
+                part_checksum=cfg.publish.part_checksum,
                 on_file_uploaded=on_file_uploaded,
                 source_key=key,
             )
