@@ -9,11 +9,9 @@ cluster only, and the pytest session may already hold its own local Ray.
 Resources are chosen so the scheduler has to use both nodes: each node has 3 CPUs and each
 training worker asks for 2, so the two workers cannot share a node and each node keeps one
 CPU free for the Ray Data tasks that feed them. The curate record pass runs as Ray Data
-tasks, which Ray Data schedules with the SPREAD strategy, but only if there are several:
-Ray 2.60 bin-packs Parquet files into read units of up to 128 MiB
-(RAY_DATA_PARQUET_BIN_PACKING_BYTES, lowered here) and the record pass takes batches of 1024
-records, so the ~300-record demo corpus alone would be one task. Copies of the demo tweets
-make ~6,200 records (>= 6 batches).
+tasks, which Ray Data schedules with the SPREAD strategy, but only if there are several: it
+runs one task per ingested Parquet file (``ingest.rows_per_file`` rows each, lowered here to
+500). Copies of the demo tweets make ~6,200 records, so ~13 record-pass tasks.
 
 RAY_TMPDIR points at a private folder: ray.cluster_utils.Cluster records its address in
 $RAY_TMPDIR/ray/ray_current_cluster (default /tmp/ray/...), where any `ray.init()` without
@@ -29,8 +27,8 @@ import sys
 import tempfile
 import time
 
-# x 75 demo tweets + ~240 other demo records = ~6,200 records: >= 6 record-pass tasks. With
-# 3 tasks (28 copies) all of them once landed on one node: the tasks run one at a time under
+# x 75 demo tweets + ~240 other demo records = ~6,200 records: ~13 record-pass tasks of 500
+# rows (ingest.rows_per_file=500). With 3 tasks all of them once landed on one node: the tasks run one at a time under
 # Ray Data's per-operator resource budget, and SPREAD's round robin is shared with every
 # other task in flight, so a few tasks can all fall on one node.
 TWEET_COPIES = 80
@@ -41,7 +39,6 @@ sys.path.insert(0, HERE)  # test_train.write_train_examples
 OWN_TMPDIR = None if os.environ.get("RAY_TMPDIR") else tempfile.mkdtemp(prefix="hl2n-", dir="/tmp")
 if OWN_TMPDIR:
     os.environ["RAY_TMPDIR"] = OWN_TMPDIR
-os.environ.setdefault("RAY_DATA_PARQUET_BIN_PACKING_BYTES", str(16 * 1024))
 
 
 def _free_port() -> int:
@@ -80,16 +77,16 @@ def main(work_dir: str) -> int:
             "run.progress=false",
             "run.log_level=WARNING",
         ]
-        # The curate record pass takes bundles of >= 1024 records per task, so the
-        # ~300-record demo corpus alone is one task: add copies of its tweets (the copies end
-        # in curate's duplicate quarantine; the record pass still sees them all).
+        # The curate record pass runs one task per ingested file of ingest.rows_per_file rows:
+        # add copies of the demo tweets so there are enough tasks to spread (the copies end in
+        # curate's duplicate quarantine; the record pass still sees them all).
         from humanllm_ray.config import DEMO_CORPUS_DIR
 
         copies = os.path.join(work_dir, "tweets")
         os.makedirs(copies, exist_ok=True)
         for i in range(TWEET_COPIES):
             shutil.copy(DEMO_CORPUS_DIR / "twitter" / "sentiment140_demo.csv", os.path.join(copies, f"copy{i:02d}.csv"))
-        cfg = load_config(overrides=common + [f"ingest.sources.twitter=[{copies}/]"])
+        cfg = load_config(overrides=common + [f"ingest.sources.twitter=[{copies}/]", "ingest.rows_per_file=500"])
         reports = run_pipeline(cfg, ["ingest", "curate"])
 
         # A tiny task set written directly (the synthesis stages are not under test here).
