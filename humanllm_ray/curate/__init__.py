@@ -219,9 +219,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         kept, num_partitions(n_kept), timelines.build_fn(ccfg.min_records_per_user, ccfg.timeline_max_tokens, ccfg),
         key="user_id",
     )
-    tl_path, tl_fs = storage.arrow_fs(storage.join(scratch, "timelines"))
-    tl.write_parquet(tl_path, filesystem=tl_fs)
-    tl = _read_scratch_timelines(storage.join(scratch, "timelines"))
+    tl = spill(tl, storage.join(scratch, "timelines"), timelines.TIMELINE_WORK_SCHEMA, ccfg.rows_per_file)
     good = tl.filter(expr=col_in("_reason", "")).map_batches(timelines.strip_work_columns, batch_format="pyarrow")
     path, fs = storage.arrow_fs(sd.data_uri)
     good.write_parquet(path, filesystem=fs)
@@ -273,10 +271,6 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
 
 
 _Q_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("reason", pa.string())])
-
-
-def _read_scratch_timelines(uri: str):
-    return read_parquet_files(uri, timelines.TIMELINE_WORK_SCHEMA)
 
 
 def _chunk0(batch: pa.Table) -> pa.Table:
