@@ -472,6 +472,11 @@ class TreeSampler:
         self.at_peak: List[Any] = []
         self.cpu: Dict[int, float] = {}
         self.load: List[float] = []
+        # every ~2 s: (seconds since start, cores busy since the last point, summed PSS MB), to
+        # see which phase is serial (cores ~1) and which holds the memory
+        self.timeline: List[Any] = []
+        self._t0 = time.perf_counter()
+        self._last = (0.0, 0.0)
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -494,6 +499,12 @@ class TreeSampler:
                 self.cpu[p.pid] = ct.user + ct.system
             except psutil.Error:
                 pass
+        now = time.perf_counter() - self._t0
+        cpu = sum(self.cpu.values())
+        if now - self._last[0] >= 2.0:
+            busy = (cpu - self._last[1]) / (now - self._last[0])
+            self.timeline.append((round(now, 1), round(max(0.0, busy), 2), round(pss / 2**20)))
+            self._last = (now, cpu)
         if pss > self.peak_pss:  # who holds the memory at the peak
             self.at_peak = sorted(per, key=lambda x: -x[2])[:10]
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
@@ -544,7 +555,7 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
         res = json.load(fh)
     res.update({
         "process_wall_s": wall, "peak_rss_mb": s.peak_rss / 2**20, "peak_pss_mb": s.peak_pss / 2**20,
-        "peak_processes": s.peak_procs, "at_peak_pss_top": s.at_peak, "tree_cpu_s_approx": sum(s.cpu.values()),
+        "peak_processes": s.peak_procs, "at_peak_pss_top": s.at_peak, "timeline": s.timeline, "tree_cpu_s_approx": sum(s.cpu.values()),
         "load_1min": {"start": load0[0], "mean": sum(s.load) / max(1, len(s.load)), "max": max(s.load or [0.0]),
                       "end": os.getloadavg()[0]},
     })

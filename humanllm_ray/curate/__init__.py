@@ -183,7 +183,9 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0, "nodes": {}})
     scratch = sd.path(SCRATCH)
     storage.rm(scratch)
-    in_counts = count_by(ds, ["platform"])
+    # counts read only their columns (the Parquet projection), not whole records
+    in_counts = count_by(read_parquet_files(storage.join(in_uri, "data"), _schema_of(LOG_RECORD_SCHEMA, "platform")),
+                         ["platform"])
     n_in = sum(in_counts.values())
 
     # 1. record filters, cleaning, PII, language: one task per ingested file, streamed to
@@ -196,7 +198,9 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # many rows of the fused file-list input (one row per file) into one task: all files, one core.
     work = spill(ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=None),
                  storage.join(scratch, "records"), WORK_SCHEMA, ccfg.rows_per_file)
-    pass_counts = count_by(work, ["_reason", "_node"])
+    pass_counts = count_by(
+        read_parquet_files(storage.join(scratch, "records"), _schema_of(WORK_SCHEMA, "_reason", "_node")),
+        ["_reason", "_node"])
     n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
     # records processed by the record pass per Ray node (shows the work spread over a cluster)
     nodes: Dict[str, int] = {}
@@ -237,9 +241,12 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         storage.rm(sd.quarantine_uri)
     n_q = sum(q_counts.values())
 
-    out_counts = sum_by(tl.filter(expr=col_in("_reason", "")), ["platform"], "n_records")
-    chunk_counts = count_by(tl.filter(expr=col_in("_reason", "")).map_batches(_chunk0, batch_format="pyarrow"),
-                            ["platform", "first"])
+    tl_kept = read_parquet_files(
+        storage.join(scratch, "timelines"),
+        _schema_of(timelines.TIMELINE_WORK_SCHEMA, "platform", "chunk", "n_records", "_reason"),
+    ).filter(expr=col_in("_reason", ""))
+    out_counts = sum_by(tl_kept, ["platform"], "n_records")
+    chunk_counts = count_by(tl_kept.map_batches(_chunk0, batch_format="pyarrow"), ["platform", "first"])
     storage.rm(scratch)
     by_platform: Dict[str, Dict[str, int]] = {}
     for (p,), n in in_counts.items():
@@ -271,6 +278,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
 
 
 _Q_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("reason", pa.string())])
+
+
+def _schema_of(schema: pa.Schema, *names: str) -> pa.Schema:
+    return pa.schema([schema.field(n) for n in names])
 
 
 def _chunk0(batch: pa.Table) -> pa.Table:

@@ -35,7 +35,8 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import SCRATCH, by_key_partition, col_in, count_by, num_partitions, spill, stable_shuffle
+from .dataops import (SCRATCH, by_key_partition, col_in, count_by, num_partitions, read_parquet_files, spill,
+                      stable_shuffle)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -234,7 +235,10 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
         .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx}),
         storage.join(scratch, "raw"), READ_SCHEMA, rows_per_file,
     )
-    pre = count_by(raw.map_batches(_with_key_flag, batch_format="pyarrow"), ["platform", "_status", "_has_key"])
+    # only the three columns it needs are read back (not the payloads)
+    key_cols = pa.schema([READ_SCHEMA.field(c) for c in ("platform", "_status", "_key")])
+    pre = count_by(read_parquet_files(storage.join(scratch, "raw"), key_cols)
+                   .map_batches(_with_key_flag, batch_format="pyarrow"), ["platform", "_status", "_has_key"])
 
     parts = []  # datasets whose union is the final row set
     rest = raw
