@@ -471,6 +471,7 @@ class TreeSampler:
         self.peak_procs = 0
         self.at_peak: List[Any] = []
         self.cpu: Dict[int, float] = {}
+        self.names: Dict[int, str] = {}  # pid -> process name, for CPU by role (raylet, GCS, workers)
         self.load: List[float] = []
         # every ~2 s: (seconds since start, cores busy since the last point, summed PSS MB), to
         # see which phase is serial (cores ~1) and which holds the memory
@@ -497,6 +498,14 @@ class TreeSampler:
                 per.append((p.name()[:60], round(mi.rss / 2**20), round(getattr(mi, "pss", mi.rss) / 2**20)))
                 ct = p.cpu_times()
                 self.cpu[p.pid] = ct.user + ct.system
+                if p.pid not in self.names:
+                    nm = p.name()[:40]
+                    # task workers rename themselves per task: one role for all of them
+                    self.names[p.pid] = nm if not nm.startswith("ray::") or "Actor" in nm or "Agent" in nm \
+                        else "ray::worker"
+                    if p.pid == self.root.pid:
+                        self.names[p.pid] = "driver"
+
             except psutil.Error:
                 pass
         now = time.perf_counter() - self._t0
@@ -509,6 +518,12 @@ class TreeSampler:
             self.at_peak = sorted(per, key=lambda x: -x[2])[:10]
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
         self.peak_procs = max(self.peak_procs, len(procs))
+
+    def cpu_by_name(self) -> Dict[str, float]:
+        out: Dict[str, float] = defaultdict(float)
+        for pid, c in self.cpu.items():
+            out[self.names.get(pid, "?")] += c
+        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     def _run(self):
         k = 0
@@ -555,7 +570,8 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
         res = json.load(fh)
     res.update({
         "process_wall_s": wall, "peak_rss_mb": s.peak_rss / 2**20, "peak_pss_mb": s.peak_pss / 2**20,
-        "peak_processes": s.peak_procs, "at_peak_pss_top": s.at_peak, "timeline": s.timeline, "tree_cpu_s_approx": sum(s.cpu.values()),
+        "peak_processes": s.peak_procs, "at_peak_pss_top": s.at_peak, "timeline": s.timeline,
+        "cpu_s_by_process": s.cpu_by_name(), "tree_cpu_s_approx": sum(s.cpu.values()),
         "load_1min": {"start": load0[0], "mean": sum(s.load) / max(1, len(s.load)), "max": max(s.load or [0.0]),
                       "end": os.getloadavg()[0]},
     })
