@@ -202,6 +202,34 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
             assert not (d / stage_dir / "_scratch").exists()
 
 
+def test_final_writer_retry_rewrites_same_files(tmp_path):
+    """Ingest's one-pass writer names its files after the block's rows: a task Ray retries
+    (worker killed after writing) overwrites its own files instead of adding copies, and the
+    counts cover every row of the block by status."""
+    import pyarrow.parquet as pq
+
+    from humanllm_ray import ingest
+    from humanllm_ray.ingest import schema as ischema
+
+    rows = [dict(platform="reddit", record_id=f"reddit:{i}", user_id="u", source_file="f", source_line=i,
+                 _status=st, _reason=r, _key="k" if st == "aux" else "", _payload="{}" if st == "aux" else "")
+            for i, (st, r) in enumerate([("ok", ""), ("ok", ""), ("quarantine", "bad_json"), ("aux", ""),
+                                         ("merged", "variant_duplicate")])]
+    block = ischema.to_table(rows)
+    dirs = [str(tmp_path / d) for d in ("data", "_quarantine", "aux")]
+    udf = ingest._final_writer(*dirs)
+    first = udf(block)
+    udf(block)  # the retry
+    files = {d: storage.ls_files(d, suffix=".parquet") for d in dirs}
+    assert [len(f) for f in files.values()] == [1, 1, 1], files
+    assert [pq.read_table(f[0]).num_rows for f in files.values()] == [2, 1, 1]
+    assert pq.read_table(files[dirs[0]][0]).schema.names == ischema.LOG_RECORD_SCHEMA.names
+    counts = {(r["_status"], r["_reason"]): r["n"] for r in first.to_pylist()}
+    assert counts == {("ok", ""): 2, ("quarantine", "bad_json"): 1, ("aux", ""): 1,
+                      ("merged", "variant_duplicate"): 1}
+    assert udf(block.slice(0, 0)).num_rows == 0
+
+
 # ----------------------------------------------------------------------------- malformed input
 
 
