@@ -253,7 +253,9 @@ def _expand(a: np.ndarray, b: np.ndarray, rows_ord: np.ndarray) -> Tuple[np.ndar
     order = np.argsort(rows_ord, kind="stable")
     sorted_ords = rows_ord[order]
     uniq, first, counts = np.unique(sorted_ords, return_index=True, return_counts=True)
-    if len(a) == 0:
+    if len(a) == 0 or len(uniq) == 0:
+        if len(a):
+            log.warning("dedup: %d links but none of their rows were found; skipped", len(a))
         return np.empty(0, np.int64), np.empty(0, np.int64)
     ia = np.minimum(np.searchsorted(uniq, a), len(uniq) - 1)
     ib = np.minimum(np.searchsorted(uniq, b), len(uniq) - 1)
