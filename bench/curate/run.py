@@ -259,7 +259,7 @@ def local_ingest(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
         q = final.filter(pc.equal(status, "quarantine"))
         _write_parquet(ingest._to_quarantine(q), os.path.join(out_dir, "ingested", "_quarantine"))
         aux = final.filter(pc.equal(status, "aux"))
-        _write_parquet(aux.select(["platform", "record_id", "_key", "_payload", "source_file", "source_line"]),
+        _write_parquet(aux.select(ingest.AUX_COLUMNS),
                        os.path.join(out_dir, "ingested", "aux"))
     by_status: Dict[str, int] = defaultdict(int)
     for s in status.to_pylist():

@@ -27,8 +27,8 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, count_by, num_partitions, read_parquet_files, spill,
-                              stable_shuffle, sum_by)
+from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, columns_of, count_by, num_partitions,
+                              read_parquet_files, spill, stable_shuffle, sum_by)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -184,7 +184,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     scratch = sd.path(SCRATCH)
     storage.rm(scratch)
     # counts read only their columns (the Parquet projection), not whole records
-    in_counts = count_by(read_parquet_files(storage.join(in_uri, "data"), _schema_of(LOG_RECORD_SCHEMA, "platform")),
+    in_counts = count_by(read_parquet_files(storage.join(in_uri, "data"), columns_of(LOG_RECORD_SCHEMA, "platform")),
                          ["platform"])
     n_in = sum(in_counts.values())
 
@@ -199,7 +199,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     work = spill(ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=None),
                  storage.join(scratch, "records"), WORK_SCHEMA, ccfg.rows_per_file)
     pass_counts = count_by(
-        read_parquet_files(storage.join(scratch, "records"), _schema_of(WORK_SCHEMA, "_reason", "_node")),
+        read_parquet_files(storage.join(scratch, "records"), columns_of(WORK_SCHEMA, "_reason", "_node")),
         ["_reason", "_node"])
     n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
     # records processed by the record pass per Ray node (shows the work spread over a cluster)
@@ -243,7 +243,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
 
     tl_kept = read_parquet_files(
         storage.join(scratch, "timelines"),
-        _schema_of(timelines.TIMELINE_WORK_SCHEMA, "platform", "chunk", "n_records", "_reason"),
+        columns_of(timelines.TIMELINE_WORK_SCHEMA, "platform", "chunk", "n_records", "_reason"),
     ).filter(expr=col_in("_reason", ""))
     out_counts = sum_by(tl_kept, ["platform"], "n_records")
     chunk_counts = count_by(tl_kept.map_batches(_chunk0, batch_format="pyarrow"), ["platform", "first"])
@@ -278,10 +278,6 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
 
 
 _Q_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("reason", pa.string())])
-
-
-def _schema_of(schema: pa.Schema, *names: str) -> pa.Schema:
-    return pa.schema([schema.field(n) for n in names])
 
 
 def _chunk0(batch: pa.Table) -> pa.Table:

@@ -223,8 +223,7 @@ def _fetch_rows(sig_ds, ords: np.ndarray) -> pa.Table:
 
     parts = [b for b in sig_ds.map_batches(pick, batch_format="pyarrow").iter_batches(batch_format="pyarrow")
              if b.num_rows]
-    return pa.concat_tables([pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b for b in parts]) \
-        if parts else SIG_SCHEMA.empty_table()
+    return pa.concat_tables(parts) if parts else SIG_SCHEMA.empty_table()
 
 
 def _distinct_links(edges) -> Tuple[np.ndarray, np.ndarray, int]:

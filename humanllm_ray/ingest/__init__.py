@@ -35,8 +35,8 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import (SCRATCH, by_key_partition, col_in, count_by, num_partitions, read_parquet_files, spill,
-                      stable_shuffle)
+from .dataops import (SCRATCH, by_key_partition, col_in, columns_of, count_by, num_partitions, read_parquet_files,
+                      spill, stable_shuffle)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -236,7 +236,7 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
         storage.join(scratch, "raw"), READ_SCHEMA, rows_per_file,
     )
     # only the three columns it needs are read back (not the payloads)
-    key_cols = pa.schema([READ_SCHEMA.field(c) for c in ("platform", "_status", "_key")])
+    key_cols = columns_of(READ_SCHEMA, "platform", "_status", "_key")
     pre = count_by(read_parquet_files(storage.join(scratch, "raw"), key_cols)
                    .map_batches(_with_key_flag, batch_format="pyarrow"), ["platform", "_status", "_has_key"])
 
@@ -262,7 +262,7 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
         # One shuffle per execution: several concurrent hash shuffles in one plan have crashed
         # Ray 2.60 workers on a 2-CPU machine (mutex abort in HashShuffleMap).
         parts.append(spill(mine, storage.join(scratch, f"part-{name}"), READ_SCHEMA, rows_per_file))
-    # lazy: read back from scratch by each pass below (counts, records, quarantine, aux)
+    # lazy: read back from scratch by the one output pass below
     final = rest.union(*parts) if parts else rest
 
     # One pass over the final rows writes all three outputs and counts them: records to data/,
@@ -319,11 +319,11 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[
     rows as one Parquet file each (none for an empty part) and returns the block's counts by
     (platform, _status, _reason).
 
-    Files are named after the block's content (a hash of its rows' source locations), so a task
+    Files are named after the block's content (a hash of its rows' identities), so a task
     that Ray retries after its worker died rewrites the same files instead of adding copies. A
     block is at most one scratch file (``ingest.rows_per_file`` rows), so data files stay
     bounded for curate's one-task-per-file record pass."""
-    targets = {s: (u, *storage.arrow_fs(u)) for s, u in
+    targets = {s: storage.arrow_fs(u) for s, u in
                (("ok", data_uri), ("quarantine", quarantine_uri), ("aux", aux_uri))}
 
     def udf(batch: pa.Table) -> pa.Table:
@@ -345,7 +345,7 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[
             part = batch.filter(pc.equal(status, st))
             if not part.num_rows:
                 continue
-            uri, path, fs = targets[st]
+            path, fs = targets[st]
             if fs is None:
                 os.makedirs(path, exist_ok=True)
             pq.write_table(make(part), f"{path.rstrip('/')}/{name}", filesystem=fs)

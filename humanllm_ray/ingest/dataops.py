@@ -88,6 +88,11 @@ def col_in(column: str, *values: str):
     return expr
 
 
+def columns_of(schema: pa.Schema, *names: str) -> pa.Schema:
+    """The named fields of ``schema``: a projection for :func:`read_parquet_files`."""
+    return pa.schema([schema.field(n) for n in names])
+
+
 def to_schema(schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
     """A pyarrow map_batches UDF that selects and casts to schema (typed even when empty)."""
 
