@@ -127,6 +127,10 @@ class CurateConfig:
     minhash_num_perm: int = 128
     minhash_bands: int = 16
     timeline_max_tokens: int = 6000  # chunk long timelines to this (approximate) token budget
+    # Qualified records per partition of the timelines shuffle (by user). A partition's records
+    # are sorted and cut into timelines by one task, so this bounds a worker's memory in that
+    # step whatever the input size (~20 MB of Arrow per 20k records; bench/README.md "curate").
+    timeline_rows_per_partition: int = 20_000
     # Per-user behaviour that marks an automated account whose name gave nothing away (the
     # record rules only see names): the whole user is quarantined as bot_like_user when, over
     # at least bot_min_records qualified records, either

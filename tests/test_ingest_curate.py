@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from humanllm_ray import config, storage
@@ -449,8 +450,6 @@ def test_bot_like_users_are_quarantined_whole():
     """Behavioural bot check: name-less automated accounts (bursts seconds apart, or one
     template) go whole to quarantine as bot_like_user; a person posting at human pace with
     varied text stays, and so does a day-resolution platform whose timestamps all tie."""
-    import pandas as pd
-
     from humanllm_ray.config import CurateConfig
     from humanllm_ray.curate import timelines
 
@@ -473,16 +472,103 @@ def test_bot_like_users_are_quarantined_whole():
         + user("person", "reddit", [1000 + 3600 * i for i in range(10)], human_texts)
         + user("daydates", "amazon", [86400] * 10, human_texts)
     )
-    out = timelines.build_fn(cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)(pd.DataFrame(rows)).to_pylist()
-    reasons = {r["user_id"]: r["_reason"] for r in out}
-    assert reasons == {"burst": "bot_like_user", "template": "bot_like_user", "person": "", "daydates": ""}
-    burst = next(r for r in out if r["user_id"] == "burst")
-    assert len(burst["_qrows"]) == 10 and "gaps between posts" in burst["_qrows"][0]["detail"]
-    template = next(r for r in out if r["user_id"] == "template")
-    assert "same 24 characters" in template["_qrows"][0]["detail"]
+    tbl = pa.Table.from_pylist(rows)
+    tl, q = timelines.build_tables(tbl, cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)
+    assert set(tl.column("user_id").to_pylist()) == {"person", "daydates"}
+    qrows = q.to_pylist()
+    assert {r["user_id"]: r["reason"] for r in qrows} == {"burst": "bot_like_user", "template": "bot_like_user"}
+    burst = [r for r in qrows if r["user_id"] == "burst"]
+    assert len(burst) == 10 and "gaps between posts" in burst[0]["detail"]
+    template = [r for r in qrows if r["user_id"] == "template"]
+    assert "same 24 characters" in template[0]["detail"]
 
     # Each check can be turned off.
     cfg.bot_burst_fraction = 0
     cfg.bot_template_fraction = 0
-    out = timelines.build_fn(cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)(pd.DataFrame(rows)).to_pylist()
-    assert {r["_reason"] for r in out} == {""}
+    tl, q = timelines.build_tables(tbl, cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)
+    assert q.num_rows == 0 and len(set(tl.column("user_id").to_pylist())) == 4
+
+
+def _reference_timelines(rows, min_records, max_tokens):
+    """The timeline rule written the plain way (a dict per record): sort each user's records
+    by (timestamp, record_id), drop users under min_records, cut greedily at max_tokens."""
+    by_user: dict = {}
+    for r in rows:
+        by_user.setdefault(r["user_id"], []).append(r)
+    out, rejected = [], []
+    for uid in sorted(by_user):
+        recs = sorted(by_user[uid], key=lambda r: (r["timestamp"], r["record_id"]))
+        if len(recs) < min_records:
+            rejected += [(uid, r["record_id"]) for r in recs]
+            continue
+        chunks, cur, used = [], [], 0
+        for r in recs:
+            t = (len(r["title"] or "") + len(r["text"] or "") + len(r["context"] or "")) // 4 + 1
+            if cur and used + t > max_tokens:
+                chunks.append(cur)
+                cur, used = [], 0
+            cur.append(r)
+            used += t
+        chunks.append(cur)
+        out += [(uid, i, [r["record_id"] for r in ch]) for i, ch in enumerate(chunks)]
+    return out, sorted(rejected)
+
+
+def test_timelines_match_the_plain_rule():
+    """build_tables (columnar: Arrow sort, offsets, numpy token counts) gives exactly the
+    timelines of the plain per-record rule on random users: order, chunk cuts (including a
+    record over the budget alone in its chunk), kept fields and nulls, rejected users."""
+    import random
+
+    from humanllm_ray.curate import timelines
+
+    rng = random.Random(7)
+    rows = []
+    for u in range(40):
+        for i in range(rng.choice([1, 3, 6, 9, 25])):
+            long = rng.random() < 0.05
+            rows.append({"user_id": f"user{u:02d}", "platform": "reddit", "record_id": f"r{u}-{i}",
+                         "timestamp": rng.choice([1000, 2000, 3000 + i]), "kind": "post",
+                         "title": None if rng.random() < 0.3 else "héllo wörld",
+                         "text": ("é" * rng.randint(1, 900)) if not long else "x" * 5000,
+                         "context": "", "item_id": None, "rating": rng.choice([None, 4.0]), "extra": "{}",
+                         "source_file": "f.jsonl", "source_line": len(rows)})
+    rng.shuffle(rows)
+    tl, q = timelines.build_tables(pa.Table.from_pylist(rows), 6, 600, None)
+    assert tl.schema.equals(timelines.TIMELINE_SCHEMA)
+    want, want_rejected = _reference_timelines(rows, 6, 600)
+    got = sorted((t["user_id"], t["chunk"], [r["record_id"] for r in t["records"]]) for t in tl.to_pylist())
+    assert got == want and any(c > 0 for _u, c, _ids in got)
+    assert tl.column("n_records").to_pylist() == [len(x) for x in tl.column("records").to_pylist()]
+    by_id = {r["record_id"]: r for r in rows}
+    for t in tl.to_pylist():
+        for rec in t["records"]:
+            src = by_id[rec["record_id"]]
+            assert rec["title"] == (src["title"] or "") and rec["item_id"] == "" and rec["rating"] == src["rating"]
+            assert rec["text"] == src["text"]
+    assert sorted(zip(q.column("user_id").to_pylist(), q.column("record_id").to_pylist())) == want_rejected
+    assert set(q.column("reason").to_pylist()) == {"too_few_records_user"}
+    assert q.column("source_line").to_pylist() == [by_id[r]["source_line"] for r in q.column("record_id").to_pylist()]
+    empty_tl, empty_q = timelines.build_tables(pa.Table.from_pylist(rows).slice(0, 0), 6, 600, None)
+    assert empty_tl.num_rows == 0 and empty_q.num_rows == 0
+
+
+def test_timelines_writer_retry_rewrites_same_files(tmp_path):
+    """Curate's timelines task writes its partition's timelines and rejected users itself: a
+    retried task overwrites the same files, and its counts cover the partition."""
+    from humanllm_ray import curate
+    from humanllm_ray.config import CurateConfig
+
+    rows = [{"user_id": f"u{u}", "platform": "twitter", "record_id": f"t{u}-{i}", "timestamp": 10_000 * i,
+             "kind": "tweet", "title": "", "text": ["morning run", "new job!", "rainy", "books", "tea time", "late train", "gig", "naps"][i]
+             + f" and more from user {u}",
+             "context": "", "item_id": "", "rating": None, "extra": "{}", "source_file": "f", "source_line": i}
+            for u in range(3) for i in range(8 if u else 2)]
+    ccfg = CurateConfig()
+    fn = curate._timelines_writer(ccfg, str(tmp_path / "data"), str(tmp_path / "_quarantine"))
+    tbl = pa.Table.from_pylist(rows)
+    first = fn(tbl)
+    fn(tbl)
+    assert len(storage.ls_files(str(tmp_path / "data"), suffix=".parquet")) == 1
+    assert len(storage.ls_files(str(tmp_path / "_quarantine"), suffix=".parquet")) == 1
+    assert first.to_pylist() == [{"platform": "twitter", "users": 2, "timelines": 2, "records": 16}]

@@ -13,8 +13,8 @@ two fresh child processes run on it, order alternating between repeats:
   it never joins another cluster on the machine);
 * ``local``: the same functions called in one plain process, no Ray runtime: the platform
   readers (``ingest._read_one``), the platform join / variant-dedup hooks, the record-pass UDF
-  (``curate._record_pass_udf``), ``dedup.find_duplicates``, ``curate._mark_dups_udf``,
-  ``timelines.build_fn`` and the same schema/quarantine helpers. Where the stage code takes a Ray
+  (``curate._record_pass_udf``), ``dedup.find_duplicates``, ``curate._split_kept_udf``,
+  ``curate._timelines_writer`` (``timelines.build_tables``) and the same schema/quarantine helpers. Where the stage code takes a Ray
   Dataset (``find_duplicates``, ``by_key_partition``), it gets ``LocalDataset``: the handful of
   Dataset methods it calls (``map_batches``, ``select_columns``, ``groupby().map_groups``,
   ``materialize``, ``take_all``, ``iter_batches``) run sequentially on pyarrow tables. Dedup and timeline logic are
@@ -131,7 +131,8 @@ class _LocalGrouped:
         self.ds, self.key = ds, key
 
     def map_groups(self, fn, batch_format: str = "pandas", **_ignored) -> LocalDataset:
-        """Bucket rows by key (the shuffle), then call fn once per key with a pandas frame."""
+        """Bucket rows by key (the shuffle), then call fn once per key with a pandas frame (or a
+        pyarrow Table with batch_format="pyarrow")."""
         import numpy as np
         import pandas as pd
         import pyarrow as pa
@@ -154,9 +155,10 @@ class _LocalGrouped:
                 ds.timers["shuffle"] += time.process_time() - t0
             for k in sorted(buckets):
                 t0 = time.process_time()
-                df = pa.concat_tables(buckets.pop(k)).to_pandas()
+                part = pa.concat_tables(buckets.pop(k))
+                part = part if batch_format == "pyarrow" else part.to_pandas()
                 ds.timers["shuffle"] += time.process_time() - t0
-                out = ds._timed(name, fn, df)
+                out = ds._timed(name, fn, part)
                 if isinstance(out, pd.DataFrame):
                     out = pa.Table.from_pandas(out, preserve_index=False)
                 yield out
@@ -275,8 +277,8 @@ def local_curate(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
     import pyarrow.parquet as pq
 
     from humanllm_ray import curate
-    from humanllm_ray.curate import dedup, timelines
-    from humanllm_ray.ingest.dataops import by_key_partition, num_partitions
+    from humanllm_ray.curate import dedup
+    from humanllm_ray.ingest.dataops import by_key_partition, partitions_for
     from humanllm_ray.ingest.schema import LOG_RECORD_SCHEMA
 
     ccfg = cfg.curate
@@ -296,24 +298,20 @@ def local_curate(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
         if n_pass > 1:
             dropped, stats = dedup.find_duplicates(LocalDataset.of(passed, timers), ccfg, n_pass)
     dedup_timers = {k: round(v - before.get(k, 0.0), 3) for k, v in timers.items() if v - before.get(k, 0.0) > 0}
-    with steps("mark_dups"):
-        mark = curate._mark_dups_udf(dropped)
-        work = pa.concat_tables([mark(work.slice(off, 8192)) for off in range(0, work.num_rows, 8192)])
-    kept = work.filter(pc.equal(work.column("_reason"), ""))
+    curated = os.path.join(out_dir, "curated")
+    q_dir = os.path.join(curated, "_quarantine")
+    with steps("mark_dups"):  # curate._split_kept_udf: rejected records to quarantine, the rest on
+        split = curate._split_kept_udf(dropped, q_dir)
+        kept = pa.concat_tables([split(work.slice(off, 20_000)) for off in range(0, work.num_rows, 20_000)])
+    del work
     n_kept = n_pass - len(dropped)
-    with steps("timelines"):
-        tl = by_key_partition(LocalDataset.of(kept, timers), num_partitions(n_kept),
-                              timelines.build_fn(ccfg.min_records_per_user, ccfg.timeline_max_tokens),
-                              key="user_id").to_table()
-    with steps("curate_write"):
-        ok = pc.equal(tl.column("_reason"), "")
-        good = timelines.strip_work_columns(tl.filter(ok))
-        _write_parquet(good, os.path.join(out_dir, "curated", "data"))
-        q_records = curate._work_to_quarantine(work.filter(pc.invert(pc.equal(work.column("_reason"), ""))))
-        bad = tl.filter(pc.invert(ok))
-        q_users = timelines.explode_qrows(bad) if bad.num_rows else None
-        quarantine = pa.concat_tables([q_records] + ([q_users.cast(q_records.schema)] if q_users is not None else []))
-        _write_parquet(quarantine, os.path.join(out_dir, "curated", "_quarantine"))
+    with steps("timelines"):  # the shuffle by user, then per partition: build, write, count
+        by_key_partition(LocalDataset.of(kept, timers), partitions_for(n_kept, ccfg.timeline_rows_per_partition),
+                         curate._timelines_writer(ccfg, os.path.join(curated, "data"), q_dir), key="user_id",
+                         batch_format="pyarrow").to_table()
+    del kept
+    good = pq.read_table(os.path.join(curated, "data"))
+    quarantine = pq.read_table(q_dir, columns=["reason"])
     by_reason: Dict[str, int] = defaultdict(int)
     for r in quarantine.column("reason").to_pylist():
         by_reason[r] += 1

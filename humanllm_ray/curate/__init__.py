@@ -27,8 +27,8 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, columns_of, count_by, num_partitions,
-                              read_parquet_files, spill, stable_shuffle, sum_by)
+from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, content_name, count_by, partitions_for,
+                              read_parquet_files, stable_shuffle, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -149,6 +149,76 @@ def _work_to_quarantine(batch: pa.Table) -> pa.Table:
     )
 
 
+# What the record pass returns per block, instead of its rows (they go to scratch files).
+PASS_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("_reason", pa.string()), ("_node", pa.string()),
+                               ("n", pa.int64())])
+# What the timelines step returns per partition, instead of its timelines (they go to data/).
+TIMELINE_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("users", pa.int64()), ("timelines", pa.int64()),
+                                   ("records", pa.int64())])
+_IDENTITY = ["source_file", "source_line", "record_id"]
+
+
+def _record_pass_writer(ccfg, scratch_uri: str, hold_marker: Optional[str] = None):
+    """map_batches UDF: the record pass over one ingested file's block, written to one scratch
+    file (named by content: a retried task overwrites it), returning only the block's counts by
+    (platform, _reason, _node). One pass instead of write-then-count-by-rereading."""
+    record_pass = _record_pass_udf(ccfg, hold_marker)
+
+    def udf(batch: pa.Table) -> pa.Table:
+        work = record_pass(batch)
+        if not work.num_rows:
+            return PASS_COUNT_SCHEMA.empty_table()
+        write_part(work, scratch_uri, content_name(work, _IDENTITY, "records"))
+        g = work.select(["platform", "_reason", "_node"]).group_by(["platform", "_reason", "_node"]).aggregate(
+            [([], "count_all")])
+        return pa.table({"platform": g.column("platform"), "_reason": g.column("_reason"),
+                         "_node": g.column("_node"), "n": g.column("count_all").cast(pa.int64())},
+                        schema=PASS_COUNT_SCHEMA)
+
+    return udf
+
+
+def _split_kept_udf(dropped: Dict[str, Any], quarantine_uri: str):
+    """map_batches UDF over record-pass results: marks duplicates, writes the block's rejected
+    records (filters, duplicates) to ``_quarantine/`` and returns the qualified records, only
+    the columns the timelines step needs. This is the map side of the timelines shuffle, so
+    the records scratch is read once here rather than once per output."""
+    import pyarrow.compute as pc
+
+    mark = _mark_dups_udf(dropped)
+
+    def udf(batch: pa.Table) -> pa.Table:
+        batch = mark(batch)
+        ok = pc.equal(batch.column("_reason"), "")
+        rejected = batch.filter(pc.invert(ok))
+        write_part(_work_to_quarantine(rejected), quarantine_uri, content_name(rejected, _IDENTITY, "records"))
+        return batch.filter(ok).select(timelines.INPUT_COLUMNS)
+
+    return udf
+
+
+def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str):
+    """by_key_partition hook (pyarrow): one partition's qualified records -> timelines written to
+    data/, the records of rejected users to _quarantine/ (files named by content), and the
+    partition's counts by platform returned."""
+    import pyarrow.compute as pc
+
+    def fn(tbl: pa.Table) -> pa.Table:
+        tl, q = timelines.build_tables(tbl, ccfg.min_records_per_user, ccfg.timeline_max_tokens, ccfg)
+        write_part(tl, data_uri, content_name(tl, ["user_id", "chunk", "n_records"], "timelines"))
+        write_part(q, quarantine_uri, content_name(q, _IDENTITY, "users"))
+        if not tl.num_rows:
+            return TIMELINE_COUNT_SCHEMA.empty_table()
+        first = pc.equal(tl.column("chunk"), 0).cast(pa.int64())
+        g = pa.table({"platform": tl.column("platform"), "users": first, "n_records": tl.column("n_records")}).group_by(
+            "platform").aggregate([("users", "sum"), ("n_records", "sum"), ([], "count_all")])
+        return pa.table({"platform": g.column("platform"), "users": g.column("users_sum"),
+                         "timelines": g.column("count_all").cast(pa.int64()),
+                         "records": g.column("n_records_sum")}, schema=TIMELINE_COUNT_SCHEMA)
+
+    return fn
+
+
 def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Optional[str] = None) -> Dict[str, Any]:
     """Run the curate stage over ``{input_uri}/data`` (default: the run's ingested/)."""
     from .. import runtime
@@ -183,108 +253,91 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0, "nodes": {}})
     scratch = sd.path(SCRATCH)
     storage.rm(scratch)
-    # counts read only their columns (the Parquet projection), not whole records
-    in_counts = count_by(read_parquet_files(storage.join(in_uri, "data"), columns_of(LOG_RECORD_SCHEMA, "platform")),
-                         ["platform"])
-    n_in = sum(in_counts.values())
+    records_uri = storage.join(scratch, "records")
 
-    # 1. record filters, cleaning, PII, language: one task per ingested file, streamed to
-    # scratch. A task whose worker dies (OOM kill, lost node, SIGKILL) is resubmitted: Ray
-    # Data's tasks default to max_retries=-1 (retry system failures without limit;
-    # ray/data/_internal/remote_fn.py), so nothing is set here.
+    # 1. record filters, cleaning, PII, language: one task per ingested file, each writing its
+    # results to one scratch file and returning its counts. A task whose worker dies (OOM kill,
+    # lost node, SIGKILL) is resubmitted: Ray Data's tasks default to max_retries=-1 (retry
+    # system failures without limit; ray/data/_internal/remote_fn.py), so nothing is set here.
     hold = sd.path(*FAULT_HOLD)
     hold = hold if storage.exists(hold) else None
     # batch_size=None: the whole file's block per call. A batch size would make Ray bundle that
     # many rows of the fused file-list input (one row per file) into one task: all files, one core.
-    work = spill(ds.map_batches(_record_pass_udf(ccfg, hold), batch_format="pyarrow", batch_size=None),
-                 storage.join(scratch, "records"), WORK_SCHEMA, ccfg.rows_per_file)
-    pass_counts = count_by(
-        read_parquet_files(storage.join(scratch, "records"), columns_of(WORK_SCHEMA, "_reason", "_node")),
-        ["_reason", "_node"])
-    n_pass = sum(n for (r, _node), n in pass_counts.items() if r == "")
-    # records processed by the record pass per Ray node (shows the work spread over a cluster)
-    nodes: Dict[str, int] = {}
-    for (_r, node), n in pass_counts.items():
+    pass_counts: Dict[tuple, int] = {}
+    for row in ds.map_batches(_record_pass_writer(ccfg, records_uri, hold), batch_format="pyarrow",
+                              batch_size=None).take_all():
+        k = (row["platform"], row["_reason"], row["_node"])
+        pass_counts[k] = pass_counts.get(k, 0) + int(row["n"])
+    in_counts: Dict[str, int] = {}
+    nodes: Dict[str, int] = {}  # records processed by the record pass per Ray node (the spread)
+    for (p, _r, node), n in pass_counts.items():
+        in_counts[p] = in_counts.get(p, 0) + n
         nodes[node] = nodes.get(node, 0) + n
+    n_in = sum(in_counts.values())
+    n_pass = sum(n for (_p, r, _node), n in pass_counts.items() if r == "")
+    work = read_parquet_files(records_uri, WORK_SCHEMA)
 
     # 2. duplicates among the records that passed
-    passed = work.filter(expr=col_in("_reason", ""))
     dropped: Dict[str, Any] = {}
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
+        passed = work.filter(expr=col_in("_reason", ""))
         dropped, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"))
-    # lazy: re-read from scratch by each of the two passes below
-    work = work.map_batches(_mark_dups_udf(dropped), batch_format="pyarrow")
 
-    # 3. timelines per user (kept users' rows and rejected users' rows, told apart by _reason)
-    kept = work.filter(expr=col_in("_reason", ""))
+    # 3. the records scratch read once more: rejected records to _quarantine/, qualified ones
+    # shuffled by user into partitions of about timeline_rows_per_partition records, each cut
+    # into timelines and written to data/ (rejected users' records to _quarantine/) by its task
     n_kept = n_pass - len(dropped)
-    tl = by_key_partition(
-        kept, num_partitions(n_kept), timelines.build_fn(ccfg.min_records_per_user, ccfg.timeline_max_tokens, ccfg),
-        key="user_id",
-    )
-    tl = spill(tl, storage.join(scratch, "timelines"), timelines.TIMELINE_WORK_SCHEMA, ccfg.rows_per_file)
-    good = tl.filter(expr=col_in("_reason", "")).map_batches(timelines.strip_work_columns, batch_format="pyarrow")
-    path, fs = storage.arrow_fs(sd.data_uri)
-    good.write_parquet(path, filesystem=fs)
+    kept = work.map_batches(_split_kept_udf(dropped, sd.quarantine_uri), batch_format="pyarrow")
+    tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),
+                                 _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
+                                 batch_format="pyarrow").take_all()
+    out_counts: Dict[str, int] = {}
+    user_counts: Dict[str, int] = {}
+    n_timelines = 0
+    for row in tl_counts:
+        p = row["platform"]
+        out_counts[p] = out_counts.get(p, 0) + int(row["records"])
+        user_counts[p] = user_counts.get(p, 0) + int(row["users"])
+        n_timelines += int(row["timelines"])
 
-    # quarantine: rejected records (filters, duplicates) + records of rejected users, written
-    # straight to _quarantine/ and counted from there
-    q_records = work.filter(expr=~col_in("_reason", "")).map_batches(_work_to_quarantine, batch_format="pyarrow")
-    q_users = tl.filter(expr=~col_in("_reason", "")).map_batches(timelines.explode_qrows, batch_format="pyarrow")
-    qpath, qfs = storage.arrow_fs(sd.quarantine_uri)
-    q_records.union(q_users).write_parquet(qpath, filesystem=qfs, max_rows_per_file=max(1, int(ccfg.rows_per_file)))
+    # quarantine counted from what is on disk: every rejected record of every step
     q_counts: Dict[tuple, int] = {}
     if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):
         q_counts = count_by(read_parquet_files(sd.quarantine_uri, _Q_COUNT_SCHEMA), ["platform", "reason"])
     else:
         storage.rm(sd.quarantine_uri)
     n_q = sum(q_counts.values())
-
-    tl_kept = read_parquet_files(
-        storage.join(scratch, "timelines"),
-        columns_of(timelines.TIMELINE_WORK_SCHEMA, "platform", "chunk", "n_records", "_reason"),
-    ).filter(expr=col_in("_reason", ""))
-    out_counts = sum_by(tl_kept, ["platform"], "n_records")
-    chunk_counts = count_by(tl_kept.map_batches(_chunk0, batch_format="pyarrow"), ["platform", "first"])
     storage.rm(scratch)
+
     by_platform: Dict[str, Dict[str, int]] = {}
-    for (p,), n in in_counts.items():
-        by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "users": 0})["in"] += n
-    for (p,), n in out_counts.items():
-        by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "users": 0})["out"] += n
+
+    def plat(p: str) -> Dict[str, int]:
+        return by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "users": 0})
+
+    for p, n in in_counts.items():
+        plat(p)["in"] += n
+    for p, n in out_counts.items():
+        plat(p)["out"] += n
+    for p, n in user_counts.items():
+        plat(p)["users"] += n
     by_reason: Dict[str, int] = {}
     for (p, r), n in q_counts.items():
-        by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "users": 0})["quarantined"] += n
+        plat(p)["quarantined"] += n
         by_reason[r] = by_reason.get(r, 0) + n
-    users = 0
-    n_timelines = 0
-    for (p, first), n in chunk_counts.items():
-        n_timelines += n
-        if first == "1":
-            by_platform.setdefault(p, {"in": 0, "out": 0, "quarantined": 0, "users": 0})["users"] += n
-            users += n
-    n_out = sum(out_counts.values())
     return stage.StageResult(
         rows_in=n_in,
-        rows_out=n_out,
+        rows_out=sum(out_counts.values()),
         rows_quarantined=n_q,
         rows_merged=0,
         by_reason=by_reason,
         by_platform=by_platform,
-        extra={"users": users, "timelines": n_timelines, "dedup": dedup_stats, "nodes": nodes,
+        extra={"users": sum(user_counts.values()), "timelines": n_timelines, "dedup": dedup_stats, "nodes": nodes,
                "schema": [f"{f.name}:{f.type}" for f in TIMELINE_SCHEMA]},
     )
 
 
 _Q_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("reason", pa.string())])
-
-
-def _chunk0(batch: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc
-
-    first = pc.if_else(pc.equal(batch.column("chunk"), 0), "1", "0")
-    return pa.table({"platform": batch.column("platform"), "first": first})
 
 
 __all__ = ["run", "TIMELINE_SCHEMA", "filters", "clean", "pii", "dedup", "timelines"]

@@ -5,16 +5,16 @@ Records that survived the record filters and dedup are shuffled by ``user_id``
 (timestamp, record_id). A user with fewer than ``curate.min_records_per_user`` qualified records
 is dropped whole (``too_few_records_user``; the reference keeps users with >= 6 Reddit /
 > 5 Twitter records), and so is one whose records look automated (``bot_like_user``: bursts
-of posts seconds apart, or most posts opening with the same template; see ``bot_like``). Kept timelines are cut into chunks of at most ``timeline_max_tokens``
-approximate tokens (chars / 4 of title + text + context); a single longer record gets a chunk
-of its own.
+of posts seconds apart, or most posts opening with the same template; see ``bot_like``).
+Kept timelines are cut into chunks of at most ``timeline_max_tokens`` approximate tokens
+(chars / 4 of title + text + context); a single longer record gets a chunk of its own.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import pyarrow as pa
 
@@ -42,33 +42,12 @@ TIMELINE_SCHEMA = pa.schema(
         ("records", pa.list_(RECORD_STRUCT)),
     ]
 )
-QROW_STRUCT = pa.struct([(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS])
-# What the grouping step emits: timelines, plus one row per rejected user carrying its
-# quarantine rows (_reason != "").
-TIMELINE_WORK_SCHEMA = pa.schema(
-    list(TIMELINE_SCHEMA) + [pa.field("_reason", pa.string()), pa.field("_qrows", pa.list_(QROW_STRUCT))]
-)
+QUARANTINE_SCHEMA = pa.schema([(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS])
+# What the shuffle carries per qualified record: the timeline fields plus what a quarantine
+# row of a rejected user needs.
+INPUT_COLUMNS = ["user_id", "platform", "record_id", "timestamp", "kind", "title", "text", "context", "item_id",
+                 "rating", "extra", "source_file", "source_line"]
 RECORD_FIELDS = [f.name for f in RECORD_STRUCT]
-
-
-def approx_tokens(rec: Dict[str, Any]) -> int:
-    return (len(rec.get("title") or "") + len(rec.get("text") or "") + len(rec.get("context") or "")) // 4 + 1
-
-
-def chunk_records(records: List[Dict[str, Any]], max_tokens: int) -> List[List[Dict[str, Any]]]:
-    chunks: List[List[Dict[str, Any]]] = []
-    cur: List[Dict[str, Any]] = []
-    used = 0
-    for r in records:
-        t = approx_tokens(r)
-        if cur and used + t > max_tokens:
-            chunks.append(cur)
-            cur, used = [], 0
-        cur.append(r)
-        used += t
-    if cur:
-        chunks.append(cur)
-    return chunks
 
 
 _DIGITS = re.compile(r"\d+")
@@ -94,62 +73,110 @@ def bot_like(platform: str, timestamps: List[int], texts: List[str], cfg: Any) -
     return None
 
 
-def _reject_user(rows, user_id, platform, g, reason: str, detail: str) -> None:
-    """One work row carrying the quarantine rows of every record of a rejected user."""
-    q = [
-        {
-            "stage": "curate", "reason": reason, "detail": detail, "platform": platform,
-            "source_file": str(sf), "source_line": int(sl), "record_id": str(rid), "user_id": str(user_id), "raw": "",
-        }
-        for rid, sf, sl in zip(g["record_id"], g["source_file"], g["source_line"])
-    ]
-    for k, v in (("user_id", user_id), ("platform", platform), ("chunk", -1), ("n_records", len(g)),
-                 ("records", []), ("_reason", reason), ("_qrows", q)):
-        rows[k].append(v)
+def build_tables(tbl: pa.Table, min_records: int, max_tokens: int,
+                 bot_cfg: Any = None) -> Tuple[pa.Table, pa.Table]:
+    """One shuffle partition's qualified records (every record of each user it holds) ->
+    (timelines as ``TIMELINE_SCHEMA`` rows, quarantine rows of the rejected users' records).
+
+    Columnar on purpose: the partition is sorted and sliced as Arrow arrays and the records
+    list is assembled from offsets, so a partition costs about its Arrow size in memory rather
+    than a Python dict per record (the peak of the stage at 1M records). Only the per-user
+    decisions (too few records, ``bot_like``, chunk cuts) loop in Python, over users and
+    integer token counts."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if tbl.num_rows == 0:
+        return TIMELINE_SCHEMA.empty_table(), QUARANTINE_SCHEMA.empty_table()
+    t = tbl.sort_by([("user_id", "ascending"), ("timestamp", "ascending"), ("record_id", "ascending")])
+    n = t.num_rows
+    users = pc.fill_null(t.column("user_id"), "").combine_chunks()
+    if n > 1:
+        change = pc.not_equal(users.slice(1), users.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        starts = np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
+    else:
+        starts = np.zeros(1, np.int64)
+    ends = np.append(starts[1:], n)
+    platforms = pc.fill_null(t.column("platform"), "").take(pa.array(starts)).to_pylist()
+    user_ids = users.take(pa.array(starts)).to_pylist()
+    ts = pc.fill_null(t.column("timestamp"), 0).to_numpy().astype(np.int64)
+    texts = pc.fill_null(t.column("text"), "").to_pylist() if bot_cfg is not None else None
+    tokens = np.ones(n, np.int64)  # approx_tokens: chars / 4 of title + text + context, + 1
+    chars = np.zeros(n, np.int64)
+    for c in ("title", "text", "context"):
+        chars += pc.fill_null(pc.utf8_length(t.column(c)), 0).to_numpy().astype(np.int64)
+    tokens += chars // 4
+
+    keep = np.zeros(n, bool)
+    offsets = [0]  # chunk boundaries within the kept rows
+    tl_user: List[str] = []
+    tl_platform: List[str] = []
+    tl_chunk: List[int] = []
+    q_index: List[np.ndarray] = []
+    q_reason: List[str] = []
+    q_detail: List[str] = []
+    for u, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        cnt = e - s
+        why, reason = None, ""
+        if cnt < min_records:
+            reason, why = "too_few_records_user", f"user has {cnt} qualified records < {min_records}"
+        elif bot_cfg is not None:
+            why = bot_like(platforms[u], ts[s:e].tolist(), texts[s:e], bot_cfg)
+            reason = "bot_like_user" if why else ""
+        if why:
+            q_index.append(np.arange(s, e))
+            q_reason += [reason] * cnt
+            q_detail += [why] * cnt
+            continue
+        keep[s:e] = True
+        base = offsets[-1]
+        cuts = _chunk_cuts(tokens[s:e], max_tokens)
+        for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+            offsets.append(base + b)
+            tl_user.append(user_ids[u])
+            tl_platform.append(platforms[u])
+            tl_chunk.append(i)
+
+    kept = t.filter(pa.array(keep))
+    arrays = []
+    for f in RECORD_STRUCT:
+        col = kept.column(f.name).combine_chunks().cast(f.type)
+        if pa.types.is_string(f.type):
+            col = pc.fill_null(col, "")
+        arrays.append(col)
+    records = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                       pa.StructArray.from_arrays(arrays, fields=list(RECORD_STRUCT)))
+    off = np.asarray(offsets, np.int64)
+    timelines = pa.table({"user_id": pa.array(tl_user, pa.string()), "platform": pa.array(tl_platform, pa.string()),
+                          "chunk": pa.array(tl_chunk, pa.int64()), "n_records": pa.array(off[1:] - off[:-1]),
+                          "records": records}, schema=TIMELINE_SCHEMA)
+
+    if not q_index:
+        return timelines, QUARANTINE_SCHEMA.empty_table()
+    rej = t.take(pa.array(np.concatenate(q_index)))
+    m = rej.num_rows
+    quarantine = pa.table({
+        "stage": pa.array(["curate"] * m, pa.string()), "reason": pa.array(q_reason, pa.string()),
+        "detail": pa.array(q_detail, pa.string()), "platform": rej.column("platform"),
+        "source_file": rej.column("source_file"), "source_line": rej.column("source_line"),
+        "record_id": rej.column("record_id"), "user_id": rej.column("user_id"),
+        "raw": pa.array([""] * m, pa.string()),
+    }).cast(QUARANTINE_SCHEMA)
+    return timelines, quarantine
 
 
-def build_fn(min_records: int, max_tokens: int, bot_cfg: Any = None):
-    def fn(df) -> pa.Table:
-        import pandas as pd
-
-        rows: Dict[str, List[Any]] = {f.name: [] for f in TIMELINE_WORK_SCHEMA}
-        if df.empty:
-            return TIMELINE_WORK_SCHEMA.empty_table()
-        df = df.sort_values(["user_id", "timestamp", "record_id"])
-        for user_id, g in df.groupby("user_id", sort=False):
-            platform = str(g["platform"].iloc[0])
-            n = len(g)
-            if n < min_records:
-                _reject_user(rows, user_id, platform, g, "too_few_records_user",
-                             f"user has {n} qualified records < {min_records}")
-                continue
-            why = bot_like(platform, [int(t) for t in g["timestamp"]], [str(t or "") for t in g["text"]], bot_cfg)
-            if why:
-                _reject_user(rows, user_id, platform, g, "bot_like_user", why)
-                continue
-            recs = []
-            for t in g[RECORD_FIELDS].itertuples(index=False, name=None):
-                d = dict(zip(RECORD_FIELDS, t))
-                d["timestamp"] = int(d["timestamp"])
-                rating = d.get("rating")
-                d["rating"] = None if rating is None or pd.isna(rating) else float(rating)
-                for k in ("record_id", "kind", "title", "text", "context", "item_id", "extra"):
-                    d[k] = "" if d[k] is None or (not isinstance(d[k], str) and pd.isna(d[k])) else str(d[k])
-                recs.append(d)
-            for i, ch in enumerate(chunk_records(recs, max_tokens)):
-                for k, v in (("user_id", user_id), ("platform", platform), ("chunk", i), ("n_records", len(ch)),
-                             ("records", ch), ("_reason", ""), ("_qrows", [])):
-                    rows[k].append(v)
-        return pa.table(rows, schema=TIMELINE_WORK_SCHEMA)
-
-    return fn
-
-
-def explode_qrows(batch: pa.Table) -> pa.Table:
-    """Rejected-user rows -> their quarantine rows."""
-    q = batch.column("_qrows").combine_chunks().flatten()  # struct array of all quarantine rows
-    return pa.table({c: q.field(c) for c in QUARANTINE_COLUMNS})
-
-
-def strip_work_columns(batch: pa.Table) -> pa.Table:
-    return batch.select(TIMELINE_SCHEMA.names).cast(TIMELINE_SCHEMA)
+def _chunk_cuts(tokens, max_tokens: int) -> List[int]:
+    """Cut points (0 ... len) of one user's records into chunks of at most max_tokens (greedy, in
+    time order; a record longer than the budget gets a chunk of its own)."""
+    n = len(tokens)
+    if int(tokens.sum()) <= max_tokens:
+        return [0, n]
+    cuts = [0]
+    used = 0
+    for i, tk in enumerate(tokens.tolist()):
+        if i > cuts[-1] and used + tk > max_tokens:
+            cuts.append(i)
+            used = 0
+        used += tk
+    cuts.append(n)
+    return cuts

@@ -35,8 +35,8 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import (SCRATCH, by_key_partition, col_in, columns_of, count_by, num_partitions, read_parquet_files,
-                      spill, stable_shuffle)
+from .dataops import (SCRATCH, by_key_partition, col_in, columns_of, content_name, count_by, num_partitions,
+                      read_parquet_files, spill, stable_shuffle, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -323,32 +323,19 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[
     that Ray retries after its worker died rewrites the same files instead of adding copies. A
     block is at most one scratch file (``ingest.rows_per_file`` rows), so data files stay
     bounded for curate's one-task-per-file record pass."""
-    targets = {s: storage.arrow_fs(u) for s, u in
-               (("ok", data_uri), ("quarantine", quarantine_uri), ("aux", aux_uri))}
+    targets = {"ok": data_uri, "quarantine": quarantine_uri, "aux": aux_uri}
 
     def udf(batch: pa.Table) -> pa.Table:
-        import hashlib
-        import os
-
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         if batch.num_rows == 0:
             return COUNT_SCHEMA.empty_table()
-        h = hashlib.sha1()
-        for c in ("source_file", "source_line", "record_id", "_status"):
-            h.update("\x1f".join(map(str, batch.column(c).to_pylist())).encode("utf-8", "replace"))
-        name = f"part-{h.hexdigest()[:24]}.parquet"
+        name = content_name(batch, ["source_file", "source_line", "record_id", "_status"])
         status = batch.column("_status")
         for st, make in (("ok", _to_log_records), ("quarantine", _to_quarantine),
                          ("aux", lambda t: t.select(AUX_COLUMNS))):
             part = batch.filter(pc.equal(status, st))
-            if not part.num_rows:
-                continue
-            path, fs = targets[st]
-            if fs is None:
-                os.makedirs(path, exist_ok=True)
-            pq.write_table(make(part), f"{path.rstrip('/')}/{name}", filesystem=fs)
+            write_part(make(part), targets[st], name)
         g = batch.select(["platform", "_status", "_reason"]).group_by(["platform", "_status", "_reason"]).aggregate(
             [([], "count_all")])
         return pa.table({"platform": g.column("platform"), "_status": g.column("_status"),
