@@ -28,7 +28,7 @@ import pyarrow as pa
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, content_name, count_by, partitions_for,
-                              read_parquet_files, stable_shuffle, write_part)
+                              read_parquet_files, release_memory, stable_shuffle, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -171,6 +171,8 @@ def _record_pass_writer(ccfg, scratch_uri: str, hold_marker: Optional[str] = Non
         write_part(work, scratch_uri, content_name(work, _IDENTITY, "records"))
         g = work.select(["platform", "_reason", "_node"]).group_by(["platform", "_reason", "_node"]).aggregate(
             [([], "count_all")])
+        del work, batch
+        release_memory()
         return pa.table({"platform": g.column("platform"), "_reason": g.column("_reason"),
                          "_node": g.column("_node"), "n": g.column("count_all").cast(pa.int64())},
                         schema=PASS_COUNT_SCHEMA)
@@ -192,7 +194,10 @@ def _split_kept_udf(dropped: Dict[str, Any], quarantine_uri: str):
         ok = pc.equal(batch.column("_reason"), "")
         rejected = batch.filter(pc.invert(ok))
         write_part(_work_to_quarantine(rejected), quarantine_uri, content_name(rejected, _IDENTITY, "records"))
-        return batch.filter(ok).select(timelines.INPUT_COLUMNS)
+        out = batch.filter(ok).select(timelines.INPUT_COLUMNS)
+        del batch, rejected
+        release_memory()
+        return out
 
     return udf
 
@@ -251,6 +256,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     if ds is None:
         log.warning("curate: no ingested records under %s", in_uri)
         return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0, "nodes": {}})
+    t0 = time.monotonic()
     scratch = sd.path(SCRATCH)
     storage.rm(scratch)
     records_uri = storage.join(scratch, "records")
@@ -275,6 +281,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         nodes[node] = nodes.get(node, 0) + n
     n_in = sum(in_counts.values())
     n_pass = sum(n for (_p, r, _node), n in pass_counts.items() if r == "")
+    log.info("curate: record pass: %d records, %d passed the record rules (%.1f s)", n_in, n_pass,
+             time.monotonic() - t0)
     work = read_parquet_files(records_uri, WORK_SCHEMA)
 
     # 2. duplicates among the records that passed
@@ -283,6 +291,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     if n_pass > 1:
         passed = work.filter(expr=col_in("_reason", ""))
         dropped, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"))
+    log.info("curate: duplicates: %d of %d dropped (%.1f s)", len(dropped), n_pass, time.monotonic() - t0)
 
     # 3. the records scratch read once more: rejected records to _quarantine/, qualified ones
     # shuffled by user into partitions of about timeline_rows_per_partition records, each cut
@@ -301,6 +310,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         user_counts[p] = user_counts.get(p, 0) + int(row["users"])
         n_timelines += int(row["timelines"])
 
+    log.info("curate: timelines: %d records of %d users in %d timelines (%.1f s)", sum(out_counts.values()),
+             sum(user_counts.values()), n_timelines, time.monotonic() - t0)
     # quarantine counted from what is on disk: every rejected record of every step
     q_counts: Dict[tuple, int] = {}
     if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):

@@ -33,9 +33,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import by_key_partition, num_partitions, spill
+from ..ingest.dataops import by_key_partition, num_partitions, release_memory, spill
 from .clean import normalize_for_hash
 
 log = logging.getLogger("humanllm")
@@ -123,8 +124,11 @@ def signatures_udf(num_perm: int, ord_mask: Optional[int] = None):
             norm = normalize_for_hash(body_of(p or "", k or "", t or "", x or ""))
             hashes.append(exact_hash(norm))
             sigs.append(signature(norm, num_perm).tobytes())
-        return pa.table({"record_id": uids, "timestamp": cols["timestamp"], "_hash": hashes,
-                         "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
+        out = pa.table({"record_id": uids, "timestamp": cols["timestamp"], "_hash": hashes,
+                        "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
+        del cols, hashes, sigs, batch
+        release_memory()
+        return out
 
     return udf
 
@@ -284,6 +288,21 @@ def _expand(a: np.ndarray, b: np.ndarray, rows_ord: np.ndarray) -> Tuple[np.ndar
     return p[:, 0], p[:, 1]
 
 
+def _sig_matrix(col, num_perm: int) -> np.ndarray:
+    """The ``_sig`` binary column (num_perm uint32 each) as an (n, num_perm) array, copied once
+    from the Arrow buffer (no Python bytes object per row)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    if n == 0:
+        return np.empty((0, num_perm), np.uint32)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    width = num_perm * 4
+    if not (np.diff(offsets) == width).all():
+        raise ValueError(f"dedup: MinHash signatures are not all {width} bytes")
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return data.view(np.uint32).reshape(n, num_perm).copy()
+
+
 def find_duplicates(ds, ccfg, n_rows: int = 0,
                     scratch_uri: Optional[str] = None) -> Tuple[Dict[str, Tuple[str, str]], Dict[str, int]]:
     """({row uid: (reason, detail)} for the rows to drop (see :func:`row_uid`), stats) over a Ray
@@ -314,10 +333,14 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
 
     rows = _fetch_rows(sig, np.unique(np.concatenate([a, b])))
     ia, ib = _expand(a, b, rows.column("_ord").to_numpy(zero_copy_only=False).astype(np.uint64))
-    uids = rows.column("record_id").to_pylist()
-    ts = rows.column("timestamp").to_pylist()
-    _, hash_id = np.unique(np.array(rows.column("_hash").to_pylist(), dtype=object).astype(str), return_inverse=True)
-    sigs = np.frombuffer(b"".join(rows.column("_sig").to_pylist()), dtype=np.uint32).reshape(rows.num_rows, num_perm)
+    del a, b
+    # Columnar from here: the driver holds numpy arrays over the involved rows, not a Python
+    # object per row (its memory is what grows with the corpus in this step).
+    ts = pc.fill_null(rows.column("timestamp"), 0).to_numpy().astype(np.int64)
+    hash_id = pc.dictionary_encode(pc.fill_null(rows.column("_hash"), "")).combine_chunks().indices.to_numpy()
+    sigs = _sig_matrix(rows.column("_sig"), num_perm)
+    uid_col = rows.column("record_id").combine_chunks()
+    del rows
     # verify every link on the real rows: same exact hash, else MinHash Jaccard estimate
     exact = hash_id[ia] == hash_id[ib]
     ok = exact.copy()
@@ -325,23 +348,31 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
     for s in range(0, len(todo), 65_536):
         k = todo[s:s + 65_536]
         ok[k] = np.mean(sigs[ia[k]] == sigs[ib[k]], axis=1) >= ccfg.near_dup_threshold
+    del sigs
     va, vb = ia[ok], ib[ok]
 
-    m = rows.num_rows
+    m = len(ts)
     graph = coo_matrix((np.ones(len(va), dtype=np.int8), (va, vb)), shape=(m, m))
     _, label = connected_components(graph, directed=False)
     involved = np.zeros(m, dtype=bool)
     involved[va] = involved[vb] = True
-    comps: Dict[int, List[int]] = {}
-    for i in np.flatnonzero(involved):
-        comps.setdefault(int(label[i]), []).append(int(i))
-    drops: Dict[str, Tuple[str, str]] = {}
-    for members in comps.values():
-        keeper = min(members, key=lambda i: (int(ts[i] or 0), uids[i]))
-        for i in members:
-            if i != keeper:
-                reason = "exact_duplicate" if hash_id[i] == hash_id[keeper] else "near_duplicate"
-                drops[uids[i]] = (reason, f"duplicate of {uid_record_id(uids[keeper])}")
+    # keeper of each component: earliest timestamp, then smallest uid (the uid order is
+    # the dictionary order of the uid strings, ranked once)
+    members = np.flatnonzero(involved)
+    uid_rank = np.empty(m, np.int64)
+    uid_rank[pc.sort_indices(uid_col).to_numpy()] = np.arange(m)
+    order = members[np.lexsort((uid_rank[members], ts[members], label[members]))]
+    first = np.ones(len(order), bool)
+    first[1:] = label[order][1:] != label[order][:-1]
+    keeper_of = order[first][np.cumsum(first) - 1]  # per position in order: its component's keeper
+    dropped_pos = ~first
+    drop_rows, keep_rows = order[dropped_pos], keeper_of[dropped_pos]
+    drop_uids = uid_col.take(pa.array(drop_rows)).to_pylist()
+    keep_uids = uid_col.take(pa.array(keep_rows)).to_pylist()
+    same = hash_id[drop_rows] == hash_id[keep_rows]
+    drops: Dict[str, Tuple[str, str]] = {
+        u: ("exact_duplicate" if s else "near_duplicate", f"duplicate of {uid_record_id(k)}")
+        for u, k, s in zip(drop_uids, keep_uids, same.tolist())}
     stats = {"candidate_links": n_candidates, "verified_links": int(len(va))}
     for reason, _ in drops.values():
         stats[reason] = stats.get(reason, 0) + 1

@@ -36,7 +36,7 @@ from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, by_key_partition, col_in, columns_of, content_name, count_by, num_partitions,
-                      read_parquet_files, spill, stable_shuffle, write_part)
+                      read_parquet_files, release_memory, spill, stable_shuffle, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -131,6 +131,7 @@ def _read_files(batch: pa.Table, ctx: ReadContext) -> Iterator[pa.Table]:
     for files, platforms in zip(batch.column("files").to_pylist(), batch.column("platforms").to_pylist()):
         for uri, platform in zip(files, platforms):
             yield from _read_one(uri, platform, ctx)
+        release_memory()
 
 
 def _read_one(uri: str, platform: str, ctx: ReadContext) -> Iterator[pa.Table]:
@@ -336,6 +337,7 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[
                          ("aux", lambda t: t.select(AUX_COLUMNS))):
             part = batch.filter(pc.equal(status, st))
             write_part(make(part), targets[st], name)
+        release_memory()
         g = batch.select(["platform", "_status", "_reason"]).group_by(["platform", "_status", "_reason"]).aggregate(
             [([], "count_all")])
         return pa.table({"platform": g.column("platform"), "_status": g.column("_status"),

@@ -30,6 +30,27 @@ def stable_shuffle():
         ctx.shuffle_strategy = old
 
 
+_LIBC = None
+
+
+def release_memory() -> None:
+    """Give the memory a finished task freed back to the OS: Arrow's pool (mimalloc) and
+    glibc's heap both keep freed pages for reuse, so a long-lived Ray worker's resident size
+    is the high-water mark of every task it ever ran (~130 MB per worker after ingest at 300k
+    records, measured). Called at the end of the big per-block tasks; costs milliseconds."""
+    global _LIBC
+    import ctypes
+
+    pa.default_memory_pool().release_unused()
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+        except OSError:  # not glibc (macOS, musl): the Arrow pool release is all there is
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
 def num_partitions(n_rows: int) -> int:
     """Shuffle partitions for n rows: few on small data (each costs a task), more on big."""
     return max(2, min(256, n_rows // 50_000 + 1))
@@ -124,10 +145,13 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
 
     def call(batch):
         if batch_format == "pyarrow":
-            return fn(batch.drop_columns(["_part"]))
-        out = fn(batch.drop(columns=["_part"]))
-        if schema is not None:
-            return pa.Table.from_pandas(out[schema.names], schema=schema, preserve_index=False)
+            out = fn(batch.drop_columns(["_part"]))
+        else:
+            out = fn(batch.drop(columns=["_part"]))
+            if schema is not None:
+                out = pa.Table.from_pandas(out[schema.names], schema=schema, preserve_index=False)
+        del batch
+        release_memory()
         return out
 
     return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
@@ -189,7 +213,6 @@ def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
     whole dataset, and memory stays flat as the input grows), and every later pass gets one
     read task per file of at most ``rows_per_file`` rows, so it runs in parallel even when the
     producer made one big block."""
-    import ray
 
     from .. import storage
 
