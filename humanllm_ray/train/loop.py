@@ -263,6 +263,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if spec.fail_at_step == state.step and rank == world - 1 and state.resumed_from_step is None:
             # Test hook (HUMANLLM_TEST_FAIL_AT_STEP): a worker process dies abruptly, once —
             # a restarted group has a checkpoint to resume from and does not fail again.
+            # Ray Train v2's controller takes the workers' reports (and so registers their
+            # checkpoints) when it polls them, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s). A
+            # worker that dies before the poll after its last checkpoint report loses that
+            # report, and the restarted group starts from scratch and dies here again (seen on
+            # a fast machine: three deaths, max_failures exceeded). Wait out two polls first.
+            time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")) + 1)
             log.warning("test hook: worker rank %d exits at step %d", rank, state.step)
             os._exit(1)
 
