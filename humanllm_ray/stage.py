@@ -43,6 +43,14 @@ QUARANTINE_COLUMNS = (
 )
 
 
+def quarantine_schema():
+    """The pyarrow schema of quarantine rows (``QUARANTINE_COLUMNS``; ``source_line`` is int64).
+    A function so that importing this module does not import pyarrow."""
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS])
+
+
 class AccountingError(RuntimeError):
     """rows_in != rows_out + rows_quarantined + rows_merged: a stage lost rows. Always a bug."""
 

@@ -27,8 +27,9 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, by_key_partition, col_in, content_name, count_by, partitions_for,
-                              read_parquet_files, release_memory, stable_shuffle, write_part)
+from ..ingest.dataops import (SCRATCH, block_counts, by_key_partition, col_in, content_name, count_by,
+                              partitions_for, read_parquet_files, release_memory, stable_shuffle, tally,
+                              write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -169,13 +170,10 @@ def _record_pass_writer(ccfg, scratch_uri: str, hold_marker: Optional[str] = Non
         if not work.num_rows:
             return PASS_COUNT_SCHEMA.empty_table()
         write_part(work, scratch_uri, content_name(work, _IDENTITY, "records"))
-        g = work.select(["platform", "_reason", "_node"]).group_by(["platform", "_reason", "_node"]).aggregate(
-            [([], "count_all")])
+        counts = block_counts(work, ["platform", "_reason", "_node"], PASS_COUNT_SCHEMA)
         del work, batch
         release_memory()
-        return pa.table({"platform": g.column("platform"), "_reason": g.column("_reason"),
-                         "_node": g.column("_node"), "n": g.column("count_all").cast(pa.int64())},
-                        schema=PASS_COUNT_SCHEMA)
+        return counts
 
     return udf
 
@@ -269,11 +267,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     hold = hold if storage.exists(hold) else None
     # batch_size=None: the whole file's block per call. A batch size would make Ray bundle that
     # many rows of the fused file-list input (one row per file) into one task: all files, one core.
-    pass_counts: Dict[tuple, int] = {}
-    for row in ds.map_batches(_record_pass_writer(ccfg, records_uri, hold), batch_format="pyarrow",
-                              batch_size=None).take_all():
-        k = (row["platform"], row["_reason"], row["_node"])
-        pass_counts[k] = pass_counts.get(k, 0) + int(row["n"])
+    pass_counts = tally(ds.map_batches(_record_pass_writer(ccfg, records_uri, hold), batch_format="pyarrow",
+                                       batch_size=None).take_all(), ["platform", "_reason", "_node"])
     in_counts: Dict[str, int] = {}
     nodes: Dict[str, int] = {}  # records processed by the record pass per Ray node (the spread)
     for (p, _r, node), n in pass_counts.items():

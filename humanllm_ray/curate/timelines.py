@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Tuple
 
 import pyarrow as pa
 
-from ..stage import QUARANTINE_COLUMNS
+from ..stage import quarantine_schema
 
 RECORD_STRUCT = pa.struct(
     [
@@ -42,12 +42,12 @@ TIMELINE_SCHEMA = pa.schema(
         ("records", pa.list_(RECORD_STRUCT)),
     ]
 )
-QUARANTINE_SCHEMA = pa.schema([(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS])
 # What the shuffle carries per qualified record: the timeline fields plus what a quarantine
 # row of a rejected user needs.
 INPUT_COLUMNS = ["user_id", "platform", "record_id", "timestamp", "kind", "title", "text", "context", "item_id",
                  "rating", "extra", "source_file", "source_line"]
 RECORD_FIELDS = [f.name for f in RECORD_STRUCT]
+QUARANTINE_SCHEMA = quarantine_schema()
 
 
 _DIGITS = re.compile(r"\d+")
@@ -131,8 +131,8 @@ def build_tables(tbl: pa.Table, min_records: int, max_tokens: int,
         keep[s:e] = True
         base = offsets[-1]
         cuts = _chunk_cuts(tokens[s:e], max_tokens)
-        for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
-            offsets.append(base + b)
+        for i, cut in enumerate(cuts[1:]):
+            offsets.append(base + cut)
             tl_user.append(user_ids[u])
             tl_platform.append(platforms[u])
             tl_chunk.append(i)

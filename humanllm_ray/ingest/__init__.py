@@ -35,8 +35,8 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import (SCRATCH, by_key_partition, col_in, columns_of, content_name, count_by, num_partitions,
-                      read_parquet_files, release_memory, spill, stable_shuffle, write_part)
+from .dataops import (SCRATCH, block_counts, by_key_partition, col_in, columns_of, content_name, count_by,
+                      num_partitions, read_parquet_files, release_memory, spill, stable_shuffle, tally, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -269,12 +269,9 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     # One pass over the final rows writes all three outputs and counts them: records to data/,
     # quarantined rows to _quarantine/, joined side data to aux/ (four passes before: a count,
     # then one filtered read of every row per output; ~40 s of 85 at 1M records).
-    counts: Dict[tuple, int] = {}
     storage.makedirs(sd.data_uri)  # present even when every row was quarantined
     writer = _final_writer(sd.data_uri, sd.quarantine_uri, sd.path("aux"))
-    for row in final.map_batches(writer, batch_format="pyarrow").take_all():
-        k = (row["platform"], row["_status"], row["_reason"])
-        counts[k] = counts.get(k, 0) + int(row["n"])
+    counts = tally(final.map_batches(writer, batch_format="pyarrow").take_all(), ["platform", "_status", "_reason"])
     n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")
     n_aux = sum(n for (_p, s, _r), n in counts.items() if s == "aux")
 
@@ -338,11 +335,7 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[
             part = batch.filter(pc.equal(status, st))
             write_part(make(part), targets[st], name)
         release_memory()
-        g = batch.select(["platform", "_status", "_reason"]).group_by(["platform", "_status", "_reason"]).aggregate(
-            [([], "count_all")])
-        return pa.table({"platform": g.column("platform"), "_status": g.column("_status"),
-                         "_reason": g.column("_reason"), "n": g.column("count_all").cast(pa.int64())},
-                        schema=COUNT_SCHEMA)
+        return block_counts(batch, ["platform", "_status", "_reason"], COUNT_SCHEMA)
 
     return udf
 

@@ -53,7 +53,7 @@ def release_memory() -> None:
 
 def num_partitions(n_rows: int) -> int:
     """Shuffle partitions for n rows: few on small data (each costs a task), more on big."""
-    return max(2, min(256, n_rows // 50_000 + 1))
+    return partitions_for(n_rows, 50_000, most=256)
 
 
 def count_by(ds, cols: List[str]) -> Dict[tuple, int]:
@@ -70,31 +70,23 @@ def count_by(ds, cols: List[str]) -> Dict[tuple, int]:
         g["n"] = g["n"].astype("int64")
         return pa.Table.from_pandas(g, preserve_index=False)
 
-    totals: Dict[tuple, int] = {}
     # select first: only these columns travel through the per-block count tasks
-    for row in ds.select_columns(cols).map_batches(part, batch_format="pyarrow").take_all():
-        k = tuple(row[c] for c in cols)
-        totals[k] = totals.get(k, 0) + int(row["n"])
-    return totals
+    return tally(ds.select_columns(cols).map_batches(part, batch_format="pyarrow").take_all(), cols)
 
 
-def sum_by(ds, key_cols: List[str], value_col: str) -> Dict[tuple, int]:
-    """Exact sums of an integer column grouped by small-cardinality columns."""
+def block_counts(batch: pa.Table, keys: List[str], schema: pa.Schema) -> pa.Table:
+    """A block's row counts by ``keys`` as a table of ``schema`` (the keys, then ``n``): what a
+    map task that writes its rows itself returns instead of them."""
+    g = batch.select(keys).group_by(keys).aggregate([([], "count_all")])
+    return pa.table({**{k: g.column(k) for k in keys}, "n": g.column("count_all").cast(pa.int64())}, schema=schema)
 
-    def part(batch: pa.Table) -> pa.Table:
-        df = batch.select(key_cols + [value_col]).to_pandas()
-        if df.empty:
-            return pa.table({**{c: pa.array([], pa.string()) for c in key_cols}, "n": pa.array([], pa.int64())})
-        g = df.groupby(key_cols, dropna=False)[value_col].sum().reset_index(name="n")
-        for c in key_cols:
-            g[c] = g[c].astype(str)
-        g["n"] = g["n"].astype("int64")
-        return pa.Table.from_pandas(g, preserve_index=False)
 
+def tally(rows, keys: List[str], value: str = "n") -> Dict[tuple, int]:
+    """Sum per-block count rows (dicts with ``keys`` and ``value``) into {key tuple: total}."""
     totals: Dict[tuple, int] = {}
-    for row in ds.select_columns(key_cols + [value_col]).map_batches(part, batch_format="pyarrow").take_all():
-        k = tuple(row[c] for c in key_cols)
-        totals[k] = totals.get(k, 0) + int(row["n"])
+    for row in rows:
+        k = tuple(row[c] for c in keys)
+        totals[k] = totals.get(k, 0) + int(row[value])
     return totals
 
 
@@ -213,7 +205,6 @@ def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
     whole dataset, and memory stays flat as the input grows), and every later pass gets one
     read task per file of at most ``rows_per_file`` rows, so it runs in parallel even when the
     producer made one big block."""
-
     from .. import storage
 
     storage.rm(uri)

@@ -35,7 +35,7 @@ from ..config import HumanLLMConfig, to_dict
 from ..llm import engine_identity
 from ..llm.schema import schema_hash
 from ..runtime import RunPaths, init_ray
-from ..stage import QUARANTINE_COLUMNS, StageDir, StageResult, quarantine_row, run_stage
+from ..stage import StageDir, StageResult, quarantine_row, quarantine_schema, run_stage
 from .budget import PromptBudget
 from .generation import (
     FAILED,
@@ -188,9 +188,7 @@ def to_quarantine_rows(batch: pa.Table, stage: str, source: str) -> pa.Table:
     return pa.Table.from_pylist(out, schema=QUARANTINE_SCHEMA)
 
 
-QUARANTINE_SCHEMA = pa.schema(
-    [pa.field(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS]
-)
+QUARANTINE_SCHEMA = quarantine_schema()
 
 
 def stage_data_uri(uri: str) -> str:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from .. import storage
 from ..config import HumanLLMConfig, config_hash
 from ..runtime import RunPaths, init_ray
-from ..stage import QUARANTINE_COLUMNS, StageDir, StageResult, run_stage, write_table
+from ..stage import StageDir, StageResult, quarantine_schema, run_stage, write_table
 from .build import EXAMPLE_SCHEMA, build_user_examples
 from .common import POST_TAGS, BuildContext, PostFilter, parse_payload
 from .registry import get_builder
@@ -163,8 +163,7 @@ def _to_quarantine(batch: pa.Table) -> pa.Table:
                 )[:4000],
             }
         )
-    schema = pa.schema([(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(rows, schema=quarantine_schema())
 
 
 def _write_dataset(ds, uri: str, empty_schema: pa.Schema) -> None:

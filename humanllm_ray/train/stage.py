@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from .. import storage
 from ..config import HumanLLMConfig, config_hash
 from ..runtime import RunPaths, init_ray
-from ..stage import QUARANTINE_COLUMNS, StageDir, StageResult, run_stage
+from ..stage import StageDir, StageResult, quarantine_schema, run_stage
 from .data import pack_batch, tokenize_batch, tokenizer_files
 from .ds_config import load_raw, zero_stage_of
 from .loop import LoopSpec, train_loop_per_worker
@@ -62,8 +62,7 @@ def _to_quarantine(batch: pa.Table) -> pa.Table:
         }
         for r in batch.to_pylist()
     ]
-    schema = pa.schema([(c, pa.int64() if c == "source_line" else pa.string()) for c in QUARANTINE_COLUMNS])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(rows, schema=quarantine_schema())
 
 
 def _as_uri(path: str, like_uri: str) -> str:
