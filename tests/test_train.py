@@ -308,3 +308,51 @@ def test_worker_death_resumes_from_last_checkpoint(ray_local, tmp_path, monkeypa
     exported = model.state_dict()
     for name, tensor in ckpt_weights.items():
         assert torch.equal(exported[name], tensor.float()), name
+
+
+def test_death_before_the_checkpoint_is_registered_resumes_from_storage(ray_local, tmp_path, monkeypatch):
+    """The last rank dies right after its step-4 checkpoint report, before Ray Train's controller
+    polls (and so registers) it: ``ray.train.get_checkpoint()`` in the restarted group has
+    nothing, the shards are in storage. Without the storage scan the group restarts from step 0
+    and dies here again until max_failures is spent."""
+    from humanllm_ray.train import run
+    from humanllm_ray.train.loop import newest_complete_checkpoint
+
+    monkeypatch.setenv("HUMANLLM_TEST_FAIL_AT_STEP", "4")
+    monkeypatch.setenv("HUMANLLM_TEST_FAIL_POINT", "after_checkpoint")
+    root = str(tmp_path / "run")
+    write_train_examples(os.path.join(root, "tasks"))
+    cfg = _config(root, "train.zero_stage=2", "train.max_steps=8", "train.checkpoint_every=4",
+                  "train.max_failures=1", "train.checkpoints_to_keep=3")
+    report = run(cfg)
+    assert report["resumed_from_step"] == 4
+    assert report["resumed_from"] in ("storage", "ray")  # "ray" only if a poll fell in a microsecond window
+    assert report["steps"] == 8
+    history = _assert_metrics(report["output"], 8)
+    step, uri = newest_complete_checkpoint(report["checkpoint_root"])
+    assert step == 8 and uri.endswith("checkpoint_000008")
+    _, state = _checkpoint_weights(uri, tmp_path)
+    assert state["history"] == history
+
+
+def test_newest_complete_checkpoint_skips_folders_a_rank_did_not_finish(tmp_path):
+    from humanllm_ray.train.loop import newest_complete_checkpoint
+
+    run_uri = str(tmp_path / "sft-x")
+    assert newest_complete_checkpoint(run_uri) == (0, None)
+
+    def folder(step, ranks, world=2, state=True):
+        d = tmp_path / "sft-x" / f"checkpoint_{step:06d}"
+        (d / "_rank_done").mkdir(parents=True)
+        if state:
+            (d / "trainer_state.json").write_text("{}")
+        for r in ranks:
+            (d / "_rank_done" / f"{r}-of-{world}").write_text(str(step))
+
+    folder(4, [0, 1])
+    folder(8, [0, 1])
+    folder(12, [0])  # rank 1 died while uploading
+    folder(16, [0, 1], state=False)  # no trainer state
+    folder(20, [0, 1, 2], world=3)
+    (tmp_path / "sft-x" / "checkpoint_000020" / "_rank_done" / "0-of-2").write_text("20")  # mixed worlds
+    assert newest_complete_checkpoint(run_uri) == (8, os.path.join(run_uri, "checkpoint_000008"))

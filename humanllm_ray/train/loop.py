@@ -7,9 +7,10 @@ history survives a restart); ``ray.train.report`` gets them every ``report_every
 (see TrainConfig for why not every step). Every ``checkpoint_every`` steps (and at the
 end) each rank writes its DeepSpeed shard into its
 own temporary folder and reports it, and Ray Train merges the ranks' folders into one
-checkpoint in storage. A restarted worker group (``FailureConfig``) resumes from
-``ray.train.get_checkpoint()``: weights, optimizer, schedule, step, metric history, and the
-position in the data (by skipping the micro-batches already consumed this epoch).
+checkpoint in storage. A restarted worker group (``FailureConfig``) resumes from the newer of
+``ray.train.get_checkpoint()`` and the newest complete checkpoint in the run's storage folder
+(see :func:`newest_complete_checkpoint`): weights, optimizer, schedule, step, metric history,
+and the position in the data (by skipping the micro-batches already consumed this epoch).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class LoopSpec:
     micro_batches_per_epoch: int  # per worker; equal on every rank (equal streaming split)
     model_uri: str  # where rank 0 exports the final model
     fail_at_step: Optional[int] = None  # test hook: the last rank dies once, after this step
+    # test hook: "before_checkpoint" (after the controller has taken the reports so far) or
+    # "after_checkpoint" (right after this step's checkpoint report, before the controller takes it)
+    fail_point: str = "before_checkpoint"
+    run_uri: Optional[str] = None  # the Ray Train run folder in storage (its checkpoint_* folders)
 
 
 @dataclass
@@ -51,6 +56,7 @@ class TrainerState:
     step: int = 0  # optimizer steps completed
     history: List[Dict[str, Any]] = field(default_factory=list)
     resumed_from_step: Optional[int] = None
+    resumed_from: Optional[str] = None  # "ray" (registered checkpoint) or "storage" (found by a scan)
 
 
 def resolve_base_model(spec: LoopSpec) -> str:
@@ -187,7 +193,88 @@ def _report_metrics(state: TrainerState, window: int) -> Dict[str, Any]:
     }
 
 
-def _save_checkpoint(engine, state: TrainerState, rank: int, metrics: Dict[str, Any]) -> None:
+CHECKPOINT_DIR = "checkpoint_{step:06d}"
+# Written by each rank into the checkpoint folder in storage after its ray.train.report returned,
+# i.e. after its shard was uploaded (Ray Train v2 uploads synchronously inside report).
+RANK_DONE = "_rank_done/{rank}-of-{world}"
+
+
+def _mark_rank_done(spec: LoopSpec, step: int, rank: int, world: int) -> None:
+    from .. import storage
+
+    if spec.run_uri:
+        folder = storage.join(spec.run_uri, CHECKPOINT_DIR.format(step=step))
+        storage.write_text(storage.join(folder, RANK_DONE.format(rank=rank, world=world)), str(step))
+
+
+def newest_complete_checkpoint(run_uri: str) -> Tuple[int, Optional[str]]:
+    """(step, uri) of the newest checkpoint folder under ``run_uri`` that every rank finished
+    uploading (trainer state present, one done-marker per rank of the world that saved it);
+    (0, None) when there is none.
+
+    Why: Ray Train v2 registers a checkpoint only when its controller takes the workers'
+    reports, which it polls every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S. A worker that dies after
+    uploading its shard but before that poll takes the report with it, and
+    ``ray.train.get_checkpoint()`` in the restarted group returns the checkpoint before. The
+    shards are in storage all the same; this finds them. A folder a rank died while writing
+    has no marker from that rank and is skipped."""
+    import re
+
+    from .. import storage
+
+    states, marks = {}, {}
+    for f in storage.ls_files(run_uri):  # one recursive listing
+        rel = f[len(run_uri.rstrip("/")) + 1:].replace("\\", "/")
+        m = re.fullmatch(r"checkpoint_(\d+)/(.+)", rel)
+        if not m:
+            continue
+        step, name = int(m.group(1)), m.group(2)
+        if name == TRAINER_STATE:
+            states[step] = storage.join(run_uri, f"checkpoint_{m.group(1)}")
+        done = re.fullmatch(r"_rank_done/(\d+)-of-(\d+)", name)
+        if done:
+            marks.setdefault(step, set()).add((int(done.group(1)), int(done.group(2))))
+    for step in sorted(states, reverse=True):
+        worlds = {w for _r, w in marks.get(step, ())}
+        if len(worlds) == 1:
+            world = worlds.pop()
+            if {(r, world) for r in range(world)} <= marks[step]:
+                return step, states[step]
+    return 0, None
+
+
+def _checkpoint_step(checkpoint) -> int:
+    if checkpoint is None:
+        return 0
+    m = __import__("re").search(r"checkpoint_(\d+)$", checkpoint.path.rstrip("/"))
+    return int(m.group(1)) if m else 0
+
+
+def _resume_checkpoint(spec: LoopSpec, rank: int):
+    """The checkpoint this worker group resumes from, the same on every rank (rank 0 decides
+    and broadcasts): the newer of Ray Train's registered one and the newest complete one in
+    storage. Returns (checkpoint or None, "ray" / "storage" / None)."""
+    import ray.train
+    import torch.distributed as dist
+
+    from .. import storage
+
+    registered = ray.train.get_checkpoint()
+    choice = [None]
+    if rank == 0 and spec.run_uri:
+        step, uri = newest_complete_checkpoint(spec.run_uri)
+        if uri and step > _checkpoint_step(registered):
+            choice = [uri]
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast_object_list(choice, src=0)
+    if choice[0]:
+        path, fs = storage.arrow_fs(choice[0])
+        return ray.train.Checkpoint(path=path, filesystem=fs), "storage"
+    return registered, ("ray" if registered is not None else None)
+
+
+def _save_checkpoint(engine, state: TrainerState, rank: int, metrics: Dict[str, Any], spec: LoopSpec,
+                     world: int) -> None:
     import ray.train
 
     tmp = tempfile.mkdtemp(prefix="humanllm-ckpt-")
@@ -198,8 +285,10 @@ def _save_checkpoint(engine, state: TrainerState, rank: int, metrics: Dict[str, 
             with open(os.path.join(tmp, TRAINER_STATE), "w") as fh:
                 json.dump({"step": state.step, "tag": tag, "history": state.history}, fh)
         ray.train.report(
-            metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=f"checkpoint_{state.step:06d}"
+            metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=CHECKPOINT_DIR.format(step=state.step)
         )
+        _mark_rank_done(spec, state.step, rank, world)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -243,11 +332,13 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     engine, ds_config = build_engine(cfg, model_dir, world_size=world, total_steps=spec.total_steps)
 
     state = TrainerState()
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint, source = _resume_checkpoint(spec, rank)
     if checkpoint is not None:
         state = _restore(engine, checkpoint)
+        state.resumed_from = source
         if rank == 0:
-            log.info("resumed from step %d (%s)", state.step, checkpoint.path)
+            log.info("resumed from step %d (%s, found by %s)", state.step, checkpoint.path,
+                     "Ray Train" if source == "ray" else "a scan of the run's storage folder")
 
     accum = tcfg.gradient_accumulation_steps
     batches = _micro_batches(
@@ -260,7 +351,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         state.step = step_index + 1
         state.history.append(metrics)
 
-        if spec.fail_at_step == state.step and rank == world - 1 and state.resumed_from_step is None:
+        dies_here = spec.fail_at_step == state.step and rank == world - 1 and state.resumed_from_step is None
+        if dies_here and spec.fail_point == "before_checkpoint":
             # Test hook (HUMANLLM_TEST_FAIL_AT_STEP): a worker process dies abruptly, once —
             # a restarted group has a checkpoint to resume from and does not fail again.
             # Ray Train v2's controller takes the workers' reports (and so registers their
@@ -275,9 +367,14 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         last = state.step == spec.total_steps
         checkpoint_due = last or (tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0)
         if checkpoint_due:  # the final state is always checkpointed
-            _save_checkpoint(engine, state, rank, _report_metrics(state, tcfg.report_every))
+            _save_checkpoint(engine, state, rank, _report_metrics(state, tcfg.report_every), spec, world)
         elif state.step % max(1, tcfg.report_every) == 0:
             ray.train.report(_report_metrics(state, tcfg.report_every))
+        if dies_here and spec.fail_point == "after_checkpoint":
+            # Test hook: die right after this step's checkpoint report, before the controller's
+            # next poll takes it (the case newest_complete_checkpoint exists for).
+            log.warning("test hook: worker rank %d exits after its step-%d checkpoint", rank, state.step)
+            os._exit(1)
 
     loop_seconds = time.perf_counter() - loop_started  # this attempt's steps incl. reports/checkpoints
     # Which Ray node each rank ran on (train report: worker_nodes {rank: node_id}); a
@@ -293,6 +390,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return {
         "history": state.history,
         "resumed_from_step": state.resumed_from_step,
+        "resumed_from": state.resumed_from,
         "steps": state.step,
         "zero_stage": zero_stage_of(ds_config),
         "deepspeed_config": ds_config,

@@ -37,6 +37,7 @@ log = logging.getLogger("humanllm")
 
 STAGE = "train"
 FAIL_AT_STEP_ENV = "HUMANLLM_TEST_FAIL_AT_STEP"
+FAIL_POINT_ENV = "HUMANLLM_TEST_FAIL_POINT"  # before_checkpoint (default) or after_checkpoint
 # Rows handed to pack_batch at once: more rows pack tighter, at the cost of memory per task.
 PACKING_BATCH_ROWS = 512
 
@@ -72,6 +73,10 @@ def _as_uri(path: str, like_uri: str) -> str:
 def _fail_at_step() -> Optional[int]:
     value = os.environ.get(FAIL_AT_STEP_ENV)
     return int(value) if value else None
+
+
+def _fail_point() -> str:
+    return os.environ.get(FAIL_POINT_ENV) or "before_checkpoint"
 
 
 def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Optional[str] = None) -> Dict[str, Any]:
@@ -169,6 +174,8 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
                     micro_batches_per_epoch=micro_per_epoch,
                     model_uri=model_uri,
                     fail_at_step=_fail_at_step(),
+                    fail_point=_fail_point(),
+                    run_uri=storage.join(checkpoint_root, run_name),
                 )
             },
             scaling_config=ScalingConfig(
@@ -215,6 +222,8 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
                 "loss_last5_mean": mean_of(history, "loss", slice(-5, None)),
                 "steps": summary_w0["steps"],
                 "resumed_from_step": summary_w0["resumed_from_step"],
+                # how the resumed checkpoint was found: "ray" (registered) or "storage" (scan)
+                "resumed_from": summary_w0.get("resumed_from"),
                 # Step throughput (data + forward/backward/optimizer + all-reduce, all workers).
                 "tokens_per_s": total_tokens / total_seconds if total_seconds > 0 else None,
                 "train_loop_s": summary_w0["loop_seconds"],  # wall time of the last attempt's loop
