@@ -109,11 +109,12 @@ def test_band_keys_are_stable_and_spread():
 def test_edges_link_members_to_the_earliest():
     import pandas as pd
 
-    df = pd.DataFrame({"bkey": np.array([7, 7, 7, 9, 11, 11], dtype=np.uint64),
-                       "_ord": np.array([30, 10, 20, 40, 50, 50], dtype=np.uint64),
-                       "timestamp": np.array([5, 5, 1, 0, 2, 2], dtype=np.int64)})
+    df = pd.DataFrame({"bkey": np.array([7, 7, 7, 9, 11, 11, 13, 13], dtype=np.uint64),
+                       "_ord": np.array([30, 10, 20, 40, 50, 50, 10, 20], dtype=np.uint64),
+                       "timestamp": np.array([5, 5, 1, 0, 2, 2, 5, 1], dtype=np.int64)})
     e = dedup.edges_fn(df)
-    pairs = sorted(zip(e.column("a").to_pylist(), e.column("b").to_pylist()))
-    # bucket 7: earliest is ord 20 (t=1); bucket 9 is alone; bucket 11 holds one ord twice -> self link
-    assert pairs == [(20, 10), (20, 30), (50, 50)]
+    pairs = sorted(zip(e.column("a").to_pylist(), e.column("b").to_pylist(), e.column("n").to_pylist()))
+    # bucket 7: earliest is ord 20 (t=1); bucket 9 is alone; bucket 11 holds one ord twice -> self
+    # link; bucket 13 links 20-10 again: one unordered pair (smaller ord first) standing for 2 links
+    assert pairs == [(10, 20, 2), (20, 30, 1), (50, 50, 1)]
     assert dedup.edges_fn(df.iloc[:0]).num_rows == 0

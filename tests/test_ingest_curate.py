@@ -231,6 +231,44 @@ def test_final_writer_retry_rewrites_same_files(tmp_path):
     assert udf(block.slice(0, 0)).num_rows == 0
 
 
+def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path):
+    """by_key_partition through files (what ingest and curate use): every key's rows reach one
+    reduce call, together; the result matches the groupby path's; a stray file in the shuffle
+    folder (a killed map attempt's) is never read; empty input gives no rows."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from humanllm_ray.ingest.dataops import by_key_partition
+
+    n_rows = 5000
+    tbl = pa.table({"k": [f"key{i % 37}" for i in range(n_rows)], "v": list(range(n_rows))})
+    ds = ray.data.from_arrow([tbl.slice(o, 700) for o in range(0, n_rows, 700)])  # 8 map blocks
+    scratch = str(tmp_path / "shuffle")
+    os.makedirs(scratch)
+    pq.write_table(pa.table({"k": ["key0"], "v": [-1], "_part": [0]}), os.path.join(scratch, "map-stray.parquet"))
+
+    def per_key(part: pa.Table) -> pa.Table:
+        g = part.group_by("k").aggregate([("v", "sum"), ([], "count_all")])
+        return pa.table({"k": g.column("k"), "s": g.column("v_sum"), "n": g.column("count_all"),
+                         "calls": pa.array([1] * g.num_rows, pa.int64())})
+
+    def rows(out):
+        return sorted((r["k"], r["s"], r["n"]) for r in out)
+
+    got = by_key_partition(ds, 5, per_key, key="k", batch_format="pyarrow", scratch_uri=scratch).take_all()
+    want = [(f"key{j}", sum(range(j, n_rows, 37)), len(range(j, n_rows, 37))) for j in range(37)]
+    assert rows(got) == sorted(want)  # one output row per key: no key split across partitions
+    assert rows(by_key_partition(ds, 5, per_key, key="k", batch_format="pyarrow").take_all()) == sorted(want)
+    # pandas hook with a schema, as ingest's joins use it
+    schema = pa.schema([("k", pa.string()), ("n", pa.int64())])
+    pd_out = by_key_partition(ds, 3, lambda df: df.groupby("k", as_index=False).size().rename(columns={"size": "n"}),
+                              key="k", schema=schema, scratch_uri=str(tmp_path / "shuffle-pd")).take_all()
+    assert sorted((r["k"], r["n"]) for r in pd_out) == sorted((k, n) for k, _s, n in want)
+    empty = ray.data.from_arrow(tbl.slice(0, 0))
+    assert by_key_partition(empty, 4, per_key, key="k", batch_format="pyarrow",
+                            scratch_uri=str(tmp_path / "shuffle-empty")).take_all() == []
+
+
 # ----------------------------------------------------------------------------- malformed input
 
 

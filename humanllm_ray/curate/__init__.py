@@ -295,7 +295,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     kept = work.map_batches(_split_kept_udf(dropped, sd.quarantine_uri), batch_format="pyarrow")
     tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
-                                 batch_format="pyarrow").take_all()
+                                 batch_format="pyarrow", scratch_uri=storage.join(scratch, "by-user")).take_all()
     out_counts: Dict[str, int] = {}
     user_counts: Dict[str, int] = {}
     n_timelines = 0

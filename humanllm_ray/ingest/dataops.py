@@ -10,7 +10,7 @@ groupby here runs under :func:`stable_shuffle`.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import pyarrow as pa
 
@@ -129,11 +129,16 @@ def _part_udf(n: int, key: str):
 
 
 def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Schema = None,
-                     batch_format: str = "pandas"):
+                     batch_format: str = "pandas", scratch_uri: Optional[str] = None):
     """Shuffle rows so that all rows sharing ``key`` land in one of n partitions, then call
     ``fn(partition)`` once per partition (many keys per call, so the hook can work vectorized
     instead of paying a call per key). The partition is a pandas frame, or a pyarrow Table with
-    ``batch_format="pyarrow"``. With ``schema`` a pandas result is cast to it."""
+    ``batch_format="pyarrow"``. With ``schema`` a pandas result is cast to it.
+
+    With ``scratch_uri`` the shuffle goes through files there (:func:`file_shuffle`): the map
+    side runs when this is called and the result reads them lazily. Without it, a Ray Data
+    groupby (sort-based, through the object store) does it: bench/curate's one-process path,
+    whose stand-in Dataset has a groupby."""
 
     def call(batch):
         if batch_format == "pyarrow":
@@ -146,9 +151,97 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
         release_memory()
         return out
 
+    if scratch_uri is not None:
+        return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema)
     return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
         "_part", num_partitions=n
     ).map_groups(call, batch_format=batch_format)
+
+
+SHUFFLE_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.int64()), ("row_group", pa.int64()),
+                                  ("rows", pa.int64())])
+
+
+def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
+                 schema: Optional[pa.Schema] = None):
+    """A hash shuffle of ``ds`` into n partitions through Parquet files under ``scratch_uri``, then
+    ``reduce_fn`` once per non-empty partition (it gets the rows with a ``_part`` column).
+
+    Why not Ray Data's groupby: its pull-based sort shuffle keeps every map output in the object
+    store until the reducers have run, so the store's high-water mark (and the pages Plasma
+    keeps resident after it) grows with the input: ~1.1 GB of ingest's 1M-record shuffles and
+    +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here each map task
+    writes its block to one file, sorted by partition with one row group per partition (as
+    Spark's sort shuffle writes one file per map task with an index), and returns only the
+    index rows; each reduce task reads its row group of every file. Memory holds one block per
+    running task, at any input size; the files go with the stage's scratch folder.
+
+    A map task that Ray retries writes a new file (a fresh name); only the index rows of the
+    attempt that finished are read, so a dead attempt's file is ignored."""
+    import ray
+
+    from .. import storage
+
+    storage.makedirs(scratch_uri)
+
+    def write_map(batch: pa.Table) -> pa.Table:
+        import uuid
+
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        if not batch.num_rows:
+            return SHUFFLE_INDEX_SCHEMA.empty_table()
+        batch = _part_udf(n, key)(batch)
+        part = batch.column("_part").to_numpy()
+        order = np.argsort(part, kind="stable")
+        batch, part = batch.take(pa.array(order)), part[order]
+        cuts = np.flatnonzero(np.diff(part)) + 1
+        starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(part)]])
+        name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.parquet")
+        path, fs = storage.arrow_fs(name)
+        rows = {"file": [], "part": [], "row_group": [], "rows": []}
+        with pq.ParquetWriter(path, batch.schema, filesystem=fs) as writer:
+            for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+                writer.write_table(batch.slice(s, e - s), row_group_size=e - s)
+                rows["file"].append(name)
+                rows["part"].append(int(part[s]))
+                rows["row_group"].append(i)
+                rows["rows"].append(e - s)
+        del batch
+        release_memory()
+        return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
+
+    index = ds.map_batches(write_map, batch_format="pyarrow").take_all()
+    pieces: Dict[int, List] = {}
+    for row in index:
+        pieces.setdefault(int(row["part"]), []).append((row["file"], int(row["row_group"])))
+
+    def read_reduce(batch: pa.Table) -> pa.Table:
+        import json
+
+        import pyarrow.parquet as pq
+
+        out = []
+        for spec in batch.column("pieces").to_pylist():
+            tables = []
+            for name, rg in json.loads(spec):
+                path, fs = storage.arrow_fs(name)
+                tables.append(pq.ParquetFile(path, filesystem=fs).read_row_group(rg))
+            if not tables:
+                out.append(schema.empty_table() if schema is not None else pa.table({}))
+                continue
+            part = pa.concat_tables(tables)
+            del tables
+            out.append(reduce_fn(part if batch_format == "pyarrow" else part.to_pandas()))
+        return out[0] if len(out) == 1 else pa.concat_tables(out)
+
+    import json
+
+    items = [{"pieces": json.dumps(pieces[p])} for p in sorted(pieces)] or [{"pieces": "[]"}]
+    # one task per partition (batch_size=1: see read_parquet_files for why not more)
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        read_reduce, batch_size=1, batch_format="pyarrow")
 
 
 def partitions_for(n_rows: int, rows_per_partition: int, most: int = 1024) -> int:
