@@ -14,15 +14,17 @@
 3. a shuffle on the key (``by_key_partition``): inside a bucket every member is linked to the
    bucket's earliest (timestamp, _ord) (a star, so a huge bucket costs O(n), not O(n^2)); only
    buckets with two or more members emit anything. Links are (a, b) pairs of ``_ord``.
-4. driver: the distinct links (numpy arrays), then the rows of the involved ``_ord``s only
-   (uid, timestamp, hash, signature) are fetched. Every link is verified on the real rows:
-   the same exact hash (``exact_duplicate``), else an estimated Jaccard >= ``near_dup_threshold``.
-   So a 64-bit key or ``_ord`` collision can add a candidate, never a drop: a link whose
-   ``_ord`` stands for several rows is expanded to all their pairs and each is verified.
-   Connected components of the verified links (scipy); in each, the earliest record
-   (timestamp, record_id) is kept and the others are ``exact_duplicate`` (same normalized text
-   as the keeper) or ``near_duplicate``. Driver memory is O(links), 16 bytes a link, plus the
-   involved rows.
+4. driver: the distinct links (numpy arrays, 16 bytes a link) go to the workers through the
+   object store. A map over the signatures sends each row a link involves to its partner: the
+   link's ``a`` row once per link to the ``b`` ord, the ``b`` row to its own ord; a shuffle on
+   that ord (``verify_reduce_fn``) pairs them and verifies each pair on the real rows: the
+   same exact hash (``exact_duplicate``), else an estimated Jaccard >= ``near_dup_threshold``.
+   An ord that stands for several rows pairs all of them (a self-link (o, o) pairs the
+   distinct rows sharing o), so a 64-bit key or ``_ord`` collision can add a comparison, never
+   a drop. Only verified pairs (uids, timestamps, hashes) come back to the driver: connected
+   components (scipy); in each, the earliest record (timestamp, record_id) is kept and the
+   others are ``exact_duplicate`` (same normalized text as the keeper) or ``near_duplicate``.
+   Driver memory is O(links) + O(verified rows); it never holds a signature.
 """
 
 from __future__ import annotations
@@ -220,20 +222,6 @@ def edges_fn(df) -> pa.Table:
                      "n": pa.array(counts.astype(np.int64), pa.int64())}, schema=EDGE_SCHEMA)
 
 
-def _fetch_rows(sig_ds, ords: np.ndarray) -> pa.Table:
-    """The signature rows whose ``_ord`` is in ``ords`` (the rows some link involves)."""
-    import pyarrow.compute as pc
-
-    value_set = pa.array(ords, pa.uint64())
-
-    def pick(batch: pa.Table) -> pa.Table:
-        return batch.filter(pc.is_in(batch.column("_ord"), value_set=value_set))
-
-    parts = [b for b in sig_ds.map_batches(pick, batch_format="pyarrow").iter_batches(batch_format="pyarrow")
-             if b.num_rows]
-    return pa.concat_tables(parts) if parts else SIG_SCHEMA.empty_table()
-
-
 def _distinct_links(edges) -> Tuple[np.ndarray, np.ndarray, int]:
     """Distinct (a, b) ord links, unordered, as two uint64 arrays; and the candidate count."""
     pairs = []
@@ -254,44 +242,6 @@ def _distinct_links(edges) -> Tuple[np.ndarray, np.ndarray, int]:
     return p[:, 0], p[:, 1], n_candidates
 
 
-def _expand(a: np.ndarray, b: np.ndarray, rows_ord: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Ord links -> row-index pairs (i < j) over the fetched rows. An ord held by one row maps
-    straight to it; one held by several (a collision) gives every pair of their rows."""
-    order = np.argsort(rows_ord, kind="stable")
-    sorted_ords = rows_ord[order]
-    uniq, first, counts = np.unique(sorted_ords, return_index=True, return_counts=True)
-    if len(a) == 0 or len(uniq) == 0:
-        if len(a):
-            log.warning("dedup: %d links but none of their rows were found; skipped", len(a))
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    ia = np.minimum(np.searchsorted(uniq, a), len(uniq) - 1)
-    ib = np.minimum(np.searchsorted(uniq, b), len(uniq) - 1)
-    found = (uniq[ia] == a) & (uniq[ib] == b)  # always, unless a row vanished between two reads
-    if not found.all():
-        log.warning("dedup: %d links name rows that were not found; skipped", int((~found).sum()))
-        a, b, ia, ib = a[found], b[found], ia[found], ib[found]
-    simple = (counts[ia] == 1) & (counts[ib] == 1) & (ia != ib)
-    out_a = [order[first[ia[simple]]]]
-    out_b = [order[first[ib[simple]]]]
-    rest = np.flatnonzero(~simple)
-    if len(rest):
-        extra = set()
-        for k in rest:
-            ra = order[first[ia[k]]:first[ia[k]] + counts[ia[k]]]
-            rb = order[first[ib[k]]:first[ib[k]] + counts[ib[k]]]
-            for x in ra:
-                for y in rb:
-                    if x != y:
-                        extra.add((min(x, y), max(x, y)))
-        if extra:
-            ex = np.array(sorted(extra), dtype=np.int64)
-            out_a.append(ex[:, 0])
-            out_b.append(ex[:, 1])
-    pa_, pb_ = np.concatenate(out_a).astype(np.int64), np.concatenate(out_b).astype(np.int64)
-    p = np.unique(np.stack([np.minimum(pa_, pb_), np.maximum(pa_, pb_)], axis=1), axis=0)
-    return p[:, 0], p[:, 1]
-
-
 def _sig_matrix(col, num_perm: int) -> np.ndarray:
     """The ``_sig`` binary column (num_perm uint32 each) as an (n, num_perm) array, copied once
     from the Arrow buffer (no Python bytes object per row)."""
@@ -305,6 +255,101 @@ def _sig_matrix(col, num_perm: int) -> np.ndarray:
         raise ValueError(f"dedup: MinHash signatures are not all {width} bytes")
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
     return data.view(np.uint32).reshape(n, num_perm)  # a view: the caller keeps the column alive
+
+
+VERIFY_SCHEMA = pa.schema([("_vkey", pa.uint64()), ("_side", pa.int8()), ("uid", pa.string()),
+                           ("timestamp", pa.int64()), ("_hash", pa.string()), ("_sig", pa.binary())])
+PAIR_SCHEMA = pa.schema([("uid_a", pa.string()), ("uid_b", pa.string()), ("ts_a", pa.int64()), ("ts_b", pa.int64()),
+                         ("hash_a", pa.string()), ("hash_b", pa.string())])
+
+
+def _links_by_a(a: np.ndarray, b: np.ndarray) -> Dict[str, np.ndarray]:
+    """The distinct links as the verify map needs them: sorted by ``a`` (with their ``b``), and
+    the sorted distinct ``b`` ords."""
+    order = np.argsort(a, kind="stable")
+    return {"a": np.ascontiguousarray(a[order]), "b": np.ascontiguousarray(b[order]), "bs": np.unique(b)}
+
+
+def verify_map_udf(links):
+    """map_batches UDF over signature rows: with ``links`` (see :func:`_links_by_a`; an ObjectRef
+    under Ray, read zero-copy from the object store), each row that is the ``a`` of some links
+    is sent once per link to its ``b`` (side 1, keyed by b), and each row that is some link's
+    ``b`` is sent to itself (side 0, keyed by its own ord). Rows no link involves send nothing."""
+
+    def udf(batch: pa.Table) -> pa.Table:
+        L = links
+        if not isinstance(L, dict):
+            import ray
+
+            L = ray.get(L)
+        n = batch.num_rows
+        if n == 0 or len(L["a"]) == 0:
+            return VERIFY_SCHEMA.empty_table()
+        ords = batch.column("_ord").to_numpy(zero_copy_only=False).astype(np.uint64)
+        lo = np.searchsorted(L["a"], ords, "left")
+        hi = np.searchsorted(L["a"], ords, "right")
+        reps = hi - lo
+        src = np.repeat(np.arange(n), reps)  # a row per (row, link where it is a)
+        # the link positions: lo[i] .. hi[i] for each row, back to back
+        starts = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
+        targets = L["b"][starts + np.arange(len(src))]
+        pos = np.minimum(np.searchsorted(L["bs"], ords), len(L["bs"]) - 1)
+        as_b = np.flatnonzero(L["bs"][pos] == ords)
+        take = np.concatenate([src, as_b])
+        keys = np.concatenate([targets, ords[as_b]])
+        side = np.concatenate([np.ones(len(src), np.int8), np.zeros(len(as_b), np.int8)])
+        if not len(take):
+            return VERIFY_SCHEMA.empty_table()
+        rows = batch.select(["record_id", "timestamp", "_hash", "_sig"]).take(pa.array(take))
+        return pa.table({"_vkey": pa.array(keys, pa.uint64()), "_side": pa.array(side, pa.int8()),
+                         "uid": rows.column("record_id"), "timestamp": rows.column("timestamp"),
+                         "_hash": rows.column("_hash"), "_sig": rows.column("_sig")}, schema=VERIFY_SCHEMA)
+
+    return udf
+
+
+def verify_reduce_fn(num_perm: int, threshold: float):
+    """by_key_partition hook: pair every side-1 row (a link's ``a``) with every side-0 row of its
+    key (the link's ``b``; several rows when the ord collides) and keep the pairs that are
+    duplicates: the same exact hash, else an estimated Jaccard >= threshold. A row is never
+    paired with itself (a self-link (o, o) pairs only the distinct rows sharing ord o)."""
+
+    def fn(part: pa.Table) -> pa.Table:
+        if not part.num_rows:
+            return PAIR_SCHEMA.empty_table()
+        side = part.column("_side").to_numpy(zero_copy_only=False)
+        left, right = part.filter(pa.array(side == 1)), part.filter(pa.array(side == 0))
+        kl = left.column("_vkey").to_numpy(zero_copy_only=False).astype(np.uint64)
+        kr = right.column("_vkey").to_numpy(zero_copy_only=False).astype(np.uint64)
+        # for each left row, the right rows of its key: sort the right side, then ranges
+        order = np.argsort(kr, kind="stable")
+        skr = kr[order]
+        lo, hi = np.searchsorted(skr, kl, "left"), np.searchsorted(skr, kl, "right")
+        reps = hi - lo
+        i = np.repeat(np.arange(len(kl)), reps)
+        starts = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
+        j = order[starts + np.arange(len(i))]
+        if not len(i):
+            return PAIR_SCHEMA.empty_table()
+        ua = left.column("uid").take(pa.array(i))
+        ub = right.column("uid").take(pa.array(j))
+        differ = pc.not_equal(ua, ub).to_numpy(zero_copy_only=False)
+        ha = pc.fill_null(left.column("_hash"), "").combine_chunks().take(pa.array(i))
+        hb = pc.fill_null(right.column("_hash"), "").combine_chunks().take(pa.array(j))
+        ok = pc.equal(ha, hb).to_numpy(zero_copy_only=False)
+        sa, sb = _sig_matrix(left.column("_sig"), num_perm), _sig_matrix(right.column("_sig"), num_perm)
+        todo = np.flatnonzero(~ok & differ)
+        for s in range(0, len(todo), 16_384):
+            k = todo[s:s + 16_384]
+            ok[k] = np.mean(sa[i[k]] == sb[j[k]], axis=1) >= threshold
+        keep = pa.array(ok & differ)
+        ts_a = pc.fill_null(left.column("timestamp"), 0).take(pa.array(i))
+        ts_b = pc.fill_null(right.column("timestamp"), 0).take(pa.array(j))
+        return pa.table({"uid_a": ua.filter(keep), "uid_b": ub.filter(keep), "ts_a": ts_a.filter(keep),
+                         "ts_b": ts_b.filter(keep), "hash_a": ha.filter(keep), "hash_b": hb.filter(keep)},
+                        schema=PAIR_SCHEMA)
+
+    return fn
 
 
 def _mem() -> str:
@@ -348,28 +393,53 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
         log.info("dedup: 0 candidate links")
         return {}, {"candidate_links": 0, "verified_links": 0}
 
-    rows = _fetch_rows(sig, np.unique(np.concatenate([a, b])))
-    log.info("dedup: %d rows involved, %d MB (%s)", rows.num_rows, rows.nbytes >> 20, _mem())
-    ia, ib = _expand(a, b, rows.column("_ord").to_numpy(zero_copy_only=False).astype(np.uint64))
+    # Verify in the workers: the links go to every task through the object store (16 bytes
+    # each, read zero-copy), each signature row a link involves meets its partner in a shuffle
+    # keyed by the partner's ord, and only the verified pairs come back. The driver never holds
+    # a signature: its memory is O(links) + O(verified rows), where fetching the involved rows
+    # was ~0.6 KB per row (164 MB for 260k rows at 1M records).
+    links = _links_by_a(a, b)
+    n_links, n_bs = len(a), len(links["bs"])
     del a, b
-    # Columnar from here: the driver holds numpy arrays over the involved rows, not a Python
-    # object per row (its memory is what grows with the corpus in this step).
-    ts = pc.fill_null(rows.column("timestamp"), 0).to_numpy().astype(np.int64)
-    hash_id = pc.dictionary_encode(pc.fill_null(rows.column("_hash"), "")).combine_chunks().indices.to_numpy()
-    sigs = _sig_matrix(rows.column("_sig"), num_perm)
-    uid_col = rows.column("record_id").combine_chunks()
-    del rows
-    # verify every link on the real rows: same exact hash, else MinHash Jaccard estimate
-    exact = hash_id[ia] == hash_id[ib]
-    ok = exact.copy()
-    todo = np.flatnonzero(~exact)
-    for s in range(0, len(todo), 16_384):  # 16k pairs x 2 signatures gathered at a time: 16 MB
-        k = todo[s:s + 16_384]
-        ok[k] = np.mean(sigs[ia[k]] == sigs[ib[k]], axis=1) >= ccfg.near_dup_threshold
-    del sigs
-    va, vb = ia[ok], ib[ok]
+    shared = links
+    if scratch_uri:
+        import ray
 
-    m = len(ts)
+        if ray.is_initialized():
+            shared = ray.put(links)
+    del links
+    to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow")
+    verified = by_key_partition(to_verify, num_partitions(n_links + n_bs), verify_reduce_fn(num_perm, ccfg.near_dup_threshold),
+                                key="_vkey", batch_format="pyarrow",
+                                scratch_uri=storage.join(scratch_uri, "verify") if scratch_uri else None)
+    parts = [t for t in verified.iter_batches(batch_format="pyarrow") if t.num_rows]
+    del shared
+    pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
+    del parts
+    log.info("dedup: %d verified row pairs (%s)", pairs.num_rows, _mem())
+    if not pairs.num_rows:
+        return {}, {"candidate_links": n_candidates, "verified_links": 0}
+
+    # Columnar from here: row indices are the dictionary indices of the verified rows' uids.
+    n = pairs.num_rows
+    enc = pc.dictionary_encode(pa.chunked_array(pairs.column("uid_a").chunks + pairs.column("uid_b").chunks)
+                               ).combine_chunks()
+    idx = enc.indices.to_numpy().astype(np.int64)
+    uid_col = enc.dictionary
+    ia, ib = idx[:n], idx[n:]
+    m = len(uid_col)
+    ts = np.zeros(m, np.int64)
+    ts[ia] = pairs.column("ts_a").to_numpy()
+    ts[ib] = pairs.column("ts_b").to_numpy()
+    henc = pc.dictionary_encode(pa.chunked_array(pairs.column("hash_a").chunks + pairs.column("hash_b").chunks)
+                                ).combine_chunks().indices.to_numpy()
+    hash_id = np.zeros(m, np.int64)
+    hash_id[ia] = henc[:n]
+    hash_id[ib] = henc[n:]
+    del pairs, enc, henc
+    p = np.unique(np.stack([np.minimum(ia, ib), np.maximum(ia, ib)], axis=1), axis=0)
+    va, vb = p[:, 0], p[:, 1]
+
     graph = coo_matrix((np.ones(len(va), dtype=np.int8), (va, vb)), shape=(m, m))
     _, label = connected_components(graph, directed=False)
     involved = np.zeros(m, dtype=bool)
