@@ -4,7 +4,7 @@ Platform registry: every module in this package that defines ``PLATFORM`` and ``
 is a platform (adding one = adding one file). Optional hooks:
 
 * ``join(group_df) -> group_df`` with ``JOIN_REQUIRES_AUX``: rows sharing ``_key`` (a reddit link
-  id, an Amazon parent item, a Twitter user) are grouped with a Ray Data ``groupby().map_groups``
+  id, an Amazon parent item, a Twitter user) are grouped by a shuffle through files (``dataops.file_shuffle``)
   so side data (parent submissions, item metadata, user descriptions) reaches the records
   without any per-record file scan;
 * ``dedup_key(df) -> Series`` and ``dedup(group_df) -> group_df``: collapse copies (Amazon variant
