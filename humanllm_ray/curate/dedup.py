@@ -181,12 +181,7 @@ def bands_udf(num_perm: int, bands: int, key_mask: Optional[int] = None):
         n = batch.num_rows
         if n == 0:
             return BAND_SCHEMA.empty_table()
-        sigs = batch.column("_sig").combine_chunks()
-        # binary array -> (n, num_perm) uint32: the values buffer is the signatures back to back
-        odt = np.int64 if pa.types.is_large_binary(sigs.type) else np.int32
-        offsets = np.frombuffer(sigs.buffers()[1], dtype=odt)[sigs.offset:sigs.offset + n + 1]
-        data = np.frombuffer(sigs.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-        hv = data.view(np.uint32).reshape(n, num_perm)
+        hv = _sig_matrix(batch.column("_sig"), num_perm)
         keys = band_keys(hv, bands, batch.column("_hash").to_pylist(), mask)
         reps = keys.shape[0]
         ords = batch.column("_ord").to_numpy(zero_copy_only=False).astype(np.uint64)
@@ -232,7 +227,7 @@ def _distinct_links(edges) -> Tuple[np.ndarray, np.ndarray, int]:
         n_candidates += int(pc.sum(batch.column("n")).as_py() or 0)
         a = batch.column("a").to_numpy(zero_copy_only=False).astype(np.uint64)
         b = batch.column("b").to_numpy(zero_copy_only=False).astype(np.uint64)
-        p = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
+        p = np.stack([a, b], axis=1)  # edges_fn emits a <= b
         # collapse per batch as it arrives: a near-duplicate pair is linked once per shared band
         pairs.append(np.unique(p, axis=0))
     if not pairs:
@@ -243,13 +238,14 @@ def _distinct_links(edges) -> Tuple[np.ndarray, np.ndarray, int]:
 
 
 def _sig_matrix(col, num_perm: int) -> np.ndarray:
-    """The ``_sig`` binary column (num_perm uint32 each) as an (n, num_perm) array, copied once
-    from the Arrow buffer (no Python bytes object per row)."""
+    """The ``_sig`` binary column (num_perm uint32 each) as an (n, num_perm) array: a view of the
+    Arrow buffer (no Python bytes object per row, no copy)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(arr)
     if n == 0:
         return np.empty((0, num_perm), np.uint32)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    odt = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=odt)[arr.offset:arr.offset + n + 1]
     width = num_perm * 4
     if not (np.diff(offsets) == width).all():
         raise ValueError(f"dedup: MinHash signatures are not all {width} bytes")
@@ -261,6 +257,14 @@ VERIFY_SCHEMA = pa.schema([("_vkey", pa.uint64()), ("_side", pa.int8()), ("uid",
                            ("timestamp", pa.int64()), ("_hash", pa.string()), ("_sig", pa.binary())])
 PAIR_SCHEMA = pa.schema([("uid_a", pa.string()), ("uid_b", pa.string()), ("ts_a", pa.int64()), ("ts_b", pa.int64()),
                          ("hash_a", pa.string()), ("hash_b", pa.string())])
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For ranges [lo[i], hi[i]): (i repeated once per position, the positions), back to back."""
+    reps = hi - lo
+    owner = np.repeat(np.arange(len(lo)), reps)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
+    return owner, starts + np.arange(len(owner))
 
 
 def _links_by_a(a: np.ndarray, b: np.ndarray) -> Dict[str, np.ndarray]:
@@ -286,13 +290,9 @@ def verify_map_udf(links):
         if n == 0 or len(L["a"]) == 0:
             return VERIFY_SCHEMA.empty_table()
         ords = batch.column("_ord").to_numpy(zero_copy_only=False).astype(np.uint64)
-        lo = np.searchsorted(L["a"], ords, "left")
-        hi = np.searchsorted(L["a"], ords, "right")
-        reps = hi - lo
-        src = np.repeat(np.arange(n), reps)  # a row per (row, link where it is a)
-        # the link positions: lo[i] .. hi[i] for each row, back to back
-        starts = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
-        targets = L["b"][starts + np.arange(len(src))]
+        # a row per (row, link where it is a), with that link's b
+        src, at = _ranges(np.searchsorted(L["a"], ords, "left"), np.searchsorted(L["a"], ords, "right"))
+        targets = L["b"][at]
         pos = np.minimum(np.searchsorted(L["bs"], ords), len(L["bs"]) - 1)
         as_b = np.flatnonzero(L["bs"][pos] == ords)
         take = np.concatenate([src, as_b])
@@ -324,11 +324,8 @@ def verify_reduce_fn(num_perm: int, threshold: float):
         # for each left row, the right rows of its key: sort the right side, then ranges
         order = np.argsort(kr, kind="stable")
         skr = kr[order]
-        lo, hi = np.searchsorted(skr, kl, "left"), np.searchsorted(skr, kl, "right")
-        reps = hi - lo
-        i = np.repeat(np.arange(len(kl)), reps)
-        starts = np.repeat(lo - np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
-        j = order[starts + np.arange(len(i))]
+        i, at = _ranges(np.searchsorted(skr, kl, "left"), np.searchsorted(skr, kl, "right"))
+        j = order[at]
         if not len(i):
             return PAIR_SCHEMA.empty_table()
         ua = left.column("uid").take(pa.array(i))

@@ -37,7 +37,8 @@ from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, block_counts, by_key_partition, col_in, columns_of, content_name, count_by,
-                      num_partitions, read_parquet_files, release_memory, spill, stable_shuffle, tally, write_part)
+                      num_partitions, read_parquet_files, read_parquet_sources, release_memory, spill, stable_shuffle,
+                      tally, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -334,32 +335,18 @@ def _final_rows(raw_uri: str, part_uris: List[str], shuffled: List[str]):
     """A Dataset, one block per file: the raw scratch files without the rows of ``shuffled``
     platforms with status ok/aux (those went through their join/dedup), and the files under
     ``part_uris`` (what came out)."""
-    import ray
-
-    items = [{"path": storage.arrow_fs(f)[0], "drop": True} for f in storage.ls_files(raw_uri, suffix=".parquet")]
-    for uri in part_uris:
-        items += [{"path": storage.arrow_fs(f)[0], "drop": False} for f in storage.ls_files(uri, suffix=".parquet")]
-    if not items:
-        return ray.data.from_arrow(READ_SCHEMA.empty_table())
-    _, fs = storage.arrow_fs(raw_uri)
     gone = pa.array(shuffled, pa.string())
 
-    def read(batch: pa.Table) -> pa.Table:
+    def drop_moved(t: pa.Table) -> pa.Table:
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
-        tables = []
-        for path, drop in zip(batch.column("path").to_pylist(), batch.column("drop").to_pylist()):
-            t = pq.read_table(path, filesystem=fs, columns=READ_SCHEMA.names).cast(READ_SCHEMA)
-            if drop and len(gone):
-                moved = pc.and_(pc.is_in(t.column("platform"), value_set=gone),
-                                pc.is_in(t.column("_status"), value_set=pa.array(["ok", "aux"])))
-                t = t.filter(pc.invert(pc.fill_null(moved, False)))
-            tables.append(t)
-        return pa.concat_tables(tables)
+        if not len(gone):
+            return t
+        moved = pc.and_(pc.is_in(t.column("platform"), value_set=gone),
+                        pc.is_in(t.column("_status"), value_set=pa.array(["ok", "aux"])))
+        return t.filter(pc.invert(pc.fill_null(moved, False)))
 
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        read, batch_size=1, batch_format="pyarrow")
+    return read_parquet_sources([(raw_uri, drop_moved)] + [(uri, None) for uri in part_uris], READ_SCHEMA)
 
 
 AUX_COLUMNS = ["platform", "record_id", "_key", "_payload", "source_file", "source_line"]

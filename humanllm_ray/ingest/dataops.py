@@ -10,7 +10,8 @@ groupby here runs under :func:`stable_shuffle`.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, List, Optional
+import json
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pyarrow as pa
 
@@ -218,8 +219,6 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         pieces.setdefault(int(row["part"]), []).append((row["file"], int(row["row_group"])))
 
     def read_reduce(batch: pa.Table) -> pa.Table:
-        import json
-
         import pyarrow.parquet as pq
 
         out = []
@@ -235,8 +234,6 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
             del tables
             out.append(reduce_fn(part if batch_format == "pyarrow" else part.to_pandas()))
         return out[0] if len(out) == 1 else pa.concat_tables(out)
-
-    import json
 
     items = [{"pieces": json.dumps(pieces[p])} for p in sorted(pieces)] or [{"pieces": "[]"}]
     # one task per partition (batch_size=1: see read_parquet_files for why not more)
@@ -321,22 +318,33 @@ def read_parquet_files(uri: str, schema: pa.Schema):
     the largest ``batch_size`` among them; the input has one row per file, so a following
     ``map_batches(batch_size=1024)`` would put 1024 files in one task. Maps over this Dataset
     keep the default ``batch_size=None`` (one call per file's block)."""
+    return read_parquet_sources([(uri, None)], schema)
+
+
+def read_parquet_sources(sources: List[Tuple[str, Optional[Callable[[pa.Table], pa.Table]]]], schema: pa.Schema):
+    """:func:`read_parquet_files` over several folders at once, each with an optional row
+    filter applied to its files' tables: one Dataset, one block per file, so a map after it is
+    fused with the read (a ``union`` of per-folder Datasets would not be; every block would go
+    through the object store). The folders share one filesystem."""
     import ray
 
     from .. import storage
 
-    files = storage.ls_files(uri, suffix=".parquet")
-    if not files:
+    items = [{"path": storage.arrow_fs(f)[0], "source": k}
+             for k, (uri, _keep) in enumerate(sources) for f in storage.ls_files(uri, suffix=".parquet")]
+    if not items:
         return ray.data.from_arrow(schema.empty_table())
-    _, fs = storage.arrow_fs(uri)
-    paths = [storage.arrow_fs(f)[0] for f in files]
+    _, fs = storage.arrow_fs(sources[0][0])
+    filters = [keep for _uri, keep in sources]
 
     def read(batch: pa.Table) -> pa.Table:
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(p, filesystem=fs, columns=schema.names).cast(schema)
-                  for p in batch.column("path").to_pylist()]
+        tables = []
+        for path, k in zip(batch.column("path").to_pylist(), batch.column("source").to_pylist()):
+            t = pq.read_table(path, filesystem=fs, columns=schema.names).cast(schema)
+            tables.append(filters[k](t) if filters[k] else t)
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths)).map_batches(
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read, batch_size=1, batch_format="pyarrow")

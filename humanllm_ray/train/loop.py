@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -45,7 +46,7 @@ class LoopSpec:
     micro_batches_per_epoch: int  # per worker; equal on every rank (equal streaming split)
     model_uri: str  # where rank 0 exports the final model
     fail_at_step: Optional[int] = None  # test hook: the last rank dies once, after this step
-    # test hook: "before_checkpoint" (after the controller has taken the reports so far) or
+    # test hook: "before_checkpoint" (dies before this step's checkpoint, if one is due) or
     # "after_checkpoint" (right after this step's checkpoint report, before the controller takes it)
     fail_point: str = "before_checkpoint"
     run_uri: Optional[str] = None  # the Ray Train run folder in storage (its checkpoint_* folders)
@@ -218,8 +219,6 @@ def newest_complete_checkpoint(run_uri: str) -> Tuple[int, Optional[str]]:
     ``ray.train.get_checkpoint()`` in the restarted group returns the checkpoint before. The
     shards are in storage all the same; this finds them. A folder a rank died while writing
     has no marker from that rank and is skipped."""
-    import re
-
     from .. import storage
 
     states, marks = {}, {}
@@ -246,7 +245,7 @@ def newest_complete_checkpoint(run_uri: str) -> Tuple[int, Optional[str]]:
 def _checkpoint_step(checkpoint) -> int:
     if checkpoint is None:
         return 0
-    m = __import__("re").search(r"checkpoint_(\d+)$", checkpoint.path.rstrip("/"))
+    m = re.search(r"checkpoint_(\d+)$", checkpoint.path.rstrip("/"))
     return int(m.group(1)) if m else 0
 
 
@@ -355,12 +354,6 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if dies_here and spec.fail_point == "before_checkpoint":
             # Test hook (HUMANLLM_TEST_FAIL_AT_STEP): a worker process dies abruptly, once —
             # a restarted group has a checkpoint to resume from and does not fail again.
-            # Ray Train v2's controller takes the workers' reports (and so registers their
-            # checkpoints) when it polls them, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s). A
-            # worker that dies before the poll after its last checkpoint report loses that
-            # report, and the restarted group starts from scratch and dies here again (seen on
-            # a fast machine: three deaths, max_failures exceeded). Wait out two polls first.
-            time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")) + 1)
             log.warning("test hook: worker rank %d exits at step %d", rank, state.step)
             os._exit(1)
 
