@@ -34,11 +34,16 @@ class RunConfig:
     seed: int = 1234
     ray_address: Optional[str] = None  # None: start or join a local Ray; "auto" on a cluster
     num_cpus: Optional[int] = None  # only used when starting a local Ray
-    # Object store size when starting a local Ray (None: Ray's default, 30% of RAM). The stages
-    # stream through files, but the two shuffles of curate (LSH bands, timelines) hold their
-    # inputs in the object store and spill to disk past this size: cap it to bound memory
-    # (bench/README.md "curate"). On a cluster set it on `ray start --object-store-memory`.
+    # Object store size when starting a local Ray (None: Ray's default, 30% of RAM). Ingest and
+    # curate stream through files (their shuffles too), so the store holds a window of blocks;
+    # capping it bounds that window (bench/README.md "curate"). On a cluster set it on
+    # `ray start --object-store-memory`.
     object_store_memory_mb: Optional[int] = None
+    # Ray Data's per-operator resource reservation (DataContext.op_resource_reservation_enabled)
+    # during ingest and curate. Off: each of their executions is one fused operator, and the
+    # reservation held it to half the CPUs (dataops.stage_data_context; bench/README.md curate
+    # Round 6). Turn it on for pipelines of several heavy operators sharing a small store.
+    ray_data_op_reservation: bool = False
     log_level: str = "INFO"
     progress: bool = True
 

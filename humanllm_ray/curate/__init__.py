@@ -28,7 +28,7 @@ import pyarrow as pa
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, block_counts, by_key_partition, col_in, content_name, count_by,
-                              partitions_for, read_parquet_files, release_memory, stable_shuffle, tally,
+                              partitions_for, read_parquet_files, release_memory, stage_data_context, tally,
                               write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
@@ -234,7 +234,7 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
     fingerprint = {"version": CURATE_VERSION, "curate": to_dict(cfg)["curate"]}
 
     def body(sd: stage.StageDir) -> stage.StageResult:
-        with stable_shuffle():
+        with stage_data_context(cfg.run.ray_data_op_reservation):
             return _curate(cfg, in_uri, sd)
 
     return stage.run_stage("curate", out_uri, body, fingerprint=fingerprint, inputs=[in_uri])

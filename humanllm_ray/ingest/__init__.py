@@ -37,7 +37,7 @@ from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, block_counts, by_key_partition, col_in, columns_of, content_name, count_by,
-                      num_partitions, read_parquet_files, read_parquet_sources, release_memory, spill, stable_shuffle,
+                      num_partitions, read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context,
                       tally, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
@@ -200,7 +200,7 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
 
     def body(sd: stage.StageDir) -> stage.StageResult:
         runtime.init_ray(cfg)
-        with stable_shuffle():
+        with stage_data_context(cfg.run.ray_data_op_reservation):
             return _ingest(cfg, stamps, sd)
 
     return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])

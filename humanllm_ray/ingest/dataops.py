@@ -4,31 +4,47 @@ Trap (Ray 2.60, 2-CPU local cluster): the default hash shuffle (``ShuffleStrateg
 intermittently aborts a HashShuffleMap worker ("Mutex corrupt: both reader and writer lock
 held"); the retried task then hands the reducer a schema-less empty table and the groupby fails
 with "Schema at index 1 was different". The sort-based pull shuffle has been reliable, so every
-groupby here runs under :func:`stable_shuffle`.
+groupby here runs under :func:`stage_data_context`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pyarrow as pa
 
+log = logging.getLogger("humanllm")
+
 
 @contextlib.contextmanager
-def stable_shuffle():
-    """Run groupbys created and executed inside this block with the sort-based pull shuffle."""
+def stage_data_context(op_reservation: bool = False):
+    """The Ray Data settings a stage's executions run under (restored afterwards).
+
+    * The sort-based pull shuffle for any groupby (bench/curate's one-process stand-in and
+      small side paths; the stages' big shuffles go through files, :func:`file_shuffle`).
+    * Operator resource reservation off unless ``op_reservation`` (``run.ray_data_op_reservation``).
+      Ray 2.60's ``ReservationOpResourceAllocator`` reserves half of the cluster per operator
+      "group" for later operators and their outputs; our executions are one fused read -> work
+      -> write operator, so that reservation only idled CPUs. Measured on the 2-CPU bench:
+      60 map tasks of 100 ms ran one at a time (7.9 s; 3.5 s without it), and curate's
+      dedup + timelines at 1M records took 113 s at ~1.2 cores after the MinHash pass instead
+      of 97 s (bench/README.md, curate Round 6). The object store stays bounded by Ray Data's
+      own budget and by the stages streaming to files."""
     import ray
     from ray.data.context import ShuffleStrategy
 
     ctx = ray.data.DataContext.get_current()
-    old = ctx.shuffle_strategy
+    old = ctx.shuffle_strategy, ctx.op_resource_reservation_enabled
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    ctx.op_resource_reservation_enabled = bool(op_reservation)
     try:
         yield
     finally:
-        ctx.shuffle_strategy = old
+        ctx.shuffle_strategy, ctx.op_resource_reservation_enabled = old
 
 
 _LIBC = None
@@ -213,6 +229,7 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         release_memory()
         return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
 
+    t0 = time.monotonic()
     index = ds.map_batches(write_map, batch_format="pyarrow").take_all()
     pieces: Dict[int, List] = {}
     for row in index:
@@ -236,6 +253,9 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         return out[0] if len(out) == 1 else pa.concat_tables(out)
 
     items = [{"pieces": json.dumps(pieces[p])} for p in sorted(pieces)] or [{"pieces": "[]"}]
+    log.info("shuffle %s: %d rows from %d map tasks into %d partitions (map side %.1f s)",
+             scratch_uri.rstrip("/").rsplit("/", 1)[-1], sum(int(r["rows"]) for r in index),
+             len({r["file"] for r in index}), len(pieces), time.monotonic() - t0)
     # one task per partition (batch_size=1: see read_parquet_files for why not more)
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read_reduce, batch_size=1, batch_format="pyarrow")
