@@ -175,23 +175,38 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     ).map_groups(call, batch_format=batch_format)
 
 
-SHUFFLE_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.int64()), ("row_group", pa.int64()),
-                                  ("rows", pa.int64())])
+SHUFFLE_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.int64()), ("offset", pa.int64()),
+                                  ("length", pa.int64()), ("rows", pa.int64())])
+# Arrow IPC buffers compressed with LZ4 (what Spark compresses its shuffle files with): cheap
+# to write and read, and 2-4x smaller for the text columns of ingest's joins.
+SHUFFLE_COMPRESSION = "lz4"
+
+
+def _ipc_bytes(table: pa.Table) -> pa.Buffer:
+    """``table`` as one self-contained Arrow IPC stream (schema, batches, end marker)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=SHUFFLE_COMPRESSION)) as w:
+        w.write_table(table)
+    return sink.getvalue()
 
 
 def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
                  schema: Optional[pa.Schema] = None):
-    """A hash shuffle of ``ds`` into n partitions through Parquet files under ``scratch_uri``, then
+    """A hash shuffle of ``ds`` into n partitions through files under ``scratch_uri``, then
     ``reduce_fn`` once per non-empty partition (it gets the rows with a ``_part`` column).
 
     Why not Ray Data's groupby: its pull-based sort shuffle keeps every map output in the object
     store until the reducers have run, so the store's high-water mark (and the pages Plasma
     keeps resident after it) grows with the input: ~1.1 GB of ingest's 1M-record shuffles and
-    +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here each map task
-    writes its block to one file, sorted by partition with one row group per partition (as
-    Spark's sort shuffle writes one file per map task with an index), and returns only the
-    index rows; each reduce task reads its row group of every file. Memory holds one block per
-    running task, at any input size; the files go with the stage's scratch folder.
+    +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here, as in Spark's sort
+    shuffle, each map task sorts its block by partition and writes it to one file, each
+    partition's rows one Arrow IPC stream at a known byte range, and returns only the index rows
+    (file, partition, offset, length, rows); each reduce task reads its byte range of every
+    file, one ranged read each, with no footer to parse. (Parquet with one row group per
+    partition made every reduce task parse every map file's footer, P row groups each: M x P^2
+    metadata work, most of the band shuffle's reduce time at 1M records; bench/README.md curate
+    Round 6.) Memory holds one block per running task, at any input size; the files go with the
+    stage's scratch folder.
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
@@ -205,7 +220,6 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         import uuid
 
         import numpy as np
-        import pyarrow.parquet as pq
 
         if not batch.num_rows:
             return SHUFFLE_INDEX_SCHEMA.empty_table()
@@ -215,16 +229,20 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         batch, part = batch.take(pa.array(order)), part[order]
         cuts = np.flatnonzero(np.diff(part)) + 1
         starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(part)]])
-        name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.parquet")
-        path, fs = storage.arrow_fs(name)
-        rows = {"file": [], "part": [], "row_group": [], "rows": []}
-        with pq.ParquetWriter(path, batch.schema, filesystem=fs) as writer:
-            for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
-                writer.write_table(batch.slice(s, e - s), row_group_size=e - s)
+        name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.arrows")
+        fs, path = storage.get_fs(name)
+        rows = {"file": [], "part": [], "offset": [], "length": [], "rows": []}
+        offset = 0
+        with fs.open(path, "wb") as f:
+            for s, e in zip(starts.tolist(), ends.tolist()):
+                buf = _ipc_bytes(batch.slice(s, e - s))
+                f.write(memoryview(buf))
                 rows["file"].append(name)
                 rows["part"].append(int(part[s]))
-                rows["row_group"].append(i)
+                rows["offset"].append(offset)
+                rows["length"].append(buf.size)
                 rows["rows"].append(e - s)
+                offset += buf.size
         del batch
         release_memory()
         return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
@@ -233,17 +251,16 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     index = ds.map_batches(write_map, batch_format="pyarrow").take_all()
     pieces: Dict[int, List] = {}
     for row in index:
-        pieces.setdefault(int(row["part"]), []).append((row["file"], int(row["row_group"])))
+        pieces.setdefault(int(row["part"]), []).append((row["file"], int(row["offset"]), int(row["length"])))
 
     def read_reduce(batch: pa.Table) -> pa.Table:
-        import pyarrow.parquet as pq
-
         out = []
         for spec in batch.column("pieces").to_pylist():
             tables = []
-            for name, rg in json.loads(spec):
-                path, fs = storage.arrow_fs(name)
-                tables.append(pq.ParquetFile(path, filesystem=fs).read_row_group(rg))
+            for name, offset, length in json.loads(spec):
+                fs, path = storage.get_fs(name)
+                data = fs.cat_file(path, start=offset, end=offset + length)  # one ranged read
+                tables.append(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
             if not tables:
                 out.append(schema.empty_table() if schema is not None else pa.table({}))
                 continue
