@@ -57,7 +57,8 @@ def _dataset(rows, n_blocks: int = 3):
 def _drops(rows):
     cfg = load_config()
     drops, stats = dedup.find_duplicates(_dataset(rows), cfg.curate, len(rows))
-    return {uid: (reason, detail.removeprefix("duplicate of ")) for uid, (reason, detail) in drops.items()}, stats
+    return {uid: (reason, detail.removeprefix("duplicate of "))
+            for uid, (reason, detail) in dedup.drops_as_dict(drops).items()}, stats
 
 
 def test_exact_near_and_keeper(ray_local):

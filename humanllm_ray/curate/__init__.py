@@ -113,19 +113,31 @@ def _record_pass_udf(ccfg, hold_marker: Optional[str] = None):
     return udf
 
 
-def _mark_dups_udf(dropped: Dict[str, Any]):
+def _mark_dups_udf(drops):
+    """map_batches UDF: sets ``_reason``/``_detail``/``_raw`` of the batch's rows that are in
+    ``drops`` (a ``dedup.DROP_SCHEMA`` table, or an ObjectRef of one under Ray)."""
+
     def udf(batch: pa.Table) -> pa.Table:
-        if not dropped:
+        table = drops
+        if not isinstance(table, pa.Table):
+            import ray
+
+            table = ray.get(table)
+        if not table.num_rows or not batch.num_rows:
             return batch
         rids = [dedup.row_uid(r, f, ln) for r, f, ln in zip(*(batch.column(c).to_pylist() for c in dedup.UID_COLUMNS))]
+        at, rows = dedup.find_drops(table, rids)
+        if not len(at):
+            return batch
         reasons = batch.column("_reason").to_pylist()
         details = batch.column("_detail").to_pylist()
         raws = batch.column("_raw").to_pylist()
         texts = batch.column("text").to_pylist()
-        for i, rid in enumerate(rids):
-            if rid in dropped:
-                reasons[i], details[i] = dropped[rid]
-                raws[i] = (texts[i] or "")[:4000]  # already cleaned and scrubbed
+        hit_reason = table.column("reason").take(pa.array(rows)).to_pylist()
+        hit_detail = table.column("detail").take(pa.array(rows)).to_pylist()
+        for i, reason, detail in zip(at.tolist(), hit_reason, hit_detail):
+            reasons[i], details[i] = reason, detail
+            raws[i] = (texts[i] or "")[:4000]  # already cleaned and scrubbed
         batch = batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("_detail"), "_detail", pa.array(details, pa.string()))
         return batch.set_column(batch.schema.get_field_index("_raw"), "_raw", pa.array(raws, pa.string()))
@@ -178,14 +190,14 @@ def _record_pass_writer(ccfg, scratch_uri: str, hold_marker: Optional[str] = Non
     return udf
 
 
-def _split_kept_udf(dropped: Dict[str, Any], quarantine_uri: str):
+def _split_kept_udf(drops, quarantine_uri: str):
     """map_batches UDF over record-pass results: marks duplicates, writes the block's rejected
     records (filters, duplicates) to ``_quarantine/`` and returns the qualified records, only
     the columns the timelines step needs. This is the map side of the timelines shuffle, so
     the records scratch is read once here rather than once per output."""
     import pyarrow.compute as pc
 
-    mark = _mark_dups_udf(dropped)
+    mark = _mark_dups_udf(drops)
 
     def udf(batch: pa.Table) -> pa.Table:
         batch = mark(batch)
@@ -281,18 +293,24 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     work = read_parquet_files(records_uri, WORK_SCHEMA)
 
     # 2. duplicates among the records that passed
-    dropped: Dict[str, Any] = {}
+    drops = dedup.DROP_SCHEMA.empty_table()
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
         passed = work.filter(expr=col_in("_reason", ""))
-        dropped, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"))
-    log.info("curate: duplicates: %d of %d dropped (%.1f s)", len(dropped), n_pass, time.monotonic() - t0)
+        drops, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"))
+    n_dropped = drops.num_rows
+    log.info("curate: duplicates: %d of %d dropped (%.1f s)", n_dropped, n_pass, time.monotonic() - t0)
 
     # 3. the records scratch read once more: rejected records to _quarantine/, qualified ones
     # shuffled by user into partitions of about timeline_rows_per_partition records, each cut
-    # into timelines and written to data/ (rejected users' records to _quarantine/) by its task
-    n_kept = n_pass - len(dropped)
-    kept = work.map_batches(_split_kept_udf(dropped, sd.quarantine_uri), batch_format="pyarrow")
+    # into timelines and written to data/ (rejected users' records to _quarantine/) by its task.
+    # The drop table reaches the tasks through the object store (read zero-copy), not pickled
+    # into every task.
+    import ray
+
+    n_kept = n_pass - n_dropped
+    kept = work.map_batches(_split_kept_udf(ray.put(drops), sd.quarantine_uri), batch_format="pyarrow")
+    del drops
     tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
                                  batch_format="pyarrow", scratch_uri=storage.join(scratch, "by-user")).take_all()

@@ -353,6 +353,58 @@ def verify_reduce_fn(num_perm: int, threshold: float):
     return fn
 
 
+# The rows dedup drops, sorted by ``key`` (a full 64-bit hash of the row uid, whatever
+# ORD_MASK is): curate's map side finds a block's rows in it with a binary search and confirms
+# each hit on the uid, so a key collision never drops the wrong row. A table and not a dict:
+# it reaches every task through the object store, read zero-copy (at the paper's 10x scale,
+# ~3.7M rows; a dict of them was pickled into every task's closure).
+DROP_SCHEMA = pa.schema([("key", pa.uint64()), ("uid", pa.string()), ("reason", pa.string()),
+                         ("detail", pa.string())])
+_FULL = 0xFFFFFFFFFFFFFFFF
+
+
+def drop_key(uids) -> np.ndarray:
+    """The uint64 ``key`` of each row uid (see :data:`DROP_SCHEMA`)."""
+    return np.fromiter((ord_of(u, _FULL) for u in uids), dtype=np.uint64, count=len(uids))
+
+
+def drop_table(drop_uids: pa.Array, keep_uids: pa.Array, same_text: np.ndarray) -> pa.Table:
+    """The :data:`DROP_SCHEMA` table for dropped rows, their keepers, and whether each has the
+    keeper's exact normalized text."""
+    uids = drop_uids.to_pylist()
+    keys = drop_key(uids)
+    order = np.argsort(keys, kind="stable")
+    idx = pa.array(order)
+    reason = np.where(same_text, "exact_duplicate", "near_duplicate")
+    detail = ["duplicate of " + uid_record_id(k) for k in keep_uids.to_pylist()]
+    return pa.table({"key": pa.array(keys[order], pa.uint64()), "uid": pa.array(uids, pa.string()).take(idx),
+                     "reason": pa.array(reason, pa.string()).take(idx),
+                     "detail": pa.array(detail, pa.string()).take(idx)}, schema=DROP_SCHEMA)
+
+
+def find_drops(drops: pa.Table, uids: List[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """(positions in ``uids``, rows of ``drops``) of the uids that are in the drop table."""
+    n = len(uids)
+    if not n or not drops.num_rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    keys = drops.column("key").to_numpy()
+    mine = drop_key(uids)
+    lo, hi = np.searchsorted(keys, mine, "left"), np.searchsorted(keys, mine, "right")
+    hit = np.flatnonzero(hi > lo)
+    if not len(hit):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    owner, pos = _ranges(lo[hit], hi[hit])
+    at = hit[owner]
+    same = pc.equal(pa.array([uids[i] for i in at], pa.string()),
+                    drops.column("uid").take(pa.array(pos))).to_numpy(zero_copy_only=False)
+    return at[same], pos[same]
+
+
+def drops_as_dict(drops: pa.Table) -> Dict[str, Tuple[str, str]]:
+    """{row uid: (reason, detail)}: the drop table for reading (tests, small runs)."""
+    return {u: (r, d) for u, r, d in zip(*(drops.column(c).to_pylist() for c in ("uid", "reason", "detail")))}
+
+
 def _mem() -> str:
     """The driver's resident size and Arrow pool, for the phase log lines."""
     try:
@@ -365,10 +417,10 @@ def _mem() -> str:
 
 
 def find_duplicates(ds, ccfg, n_rows: int = 0,
-                    scratch_uri: Optional[str] = None) -> Tuple[Dict[str, Tuple[str, str]], Dict[str, int]]:
-    """({row uid: (reason, detail)} for the rows to drop (see :func:`row_uid`), stats) over a Ray
+                    scratch_uri: Optional[str] = None) -> Tuple[pa.Table, Dict[str, int]]:
+    """(the rows to drop as a :data:`DROP_SCHEMA` table sorted by ``key``, stats) over a Ray
     Dataset of records (LogRecord columns, cleaned text) that passed the record filters. Inside
-    this module the ``record_id`` column of signature rows holds the row uid.
+    this module the ``record_id`` column of signature rows holds the row uid (see :func:`row_uid`).
 
     The signatures are read twice (bands, then the rows the links involve): with
     ``scratch_uri`` they are streamed to Parquet there and read back (flat memory); without
@@ -392,7 +444,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
     log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, len(a), _mem())
     if len(a) == 0:
         log.info("dedup: 0 candidate links")
-        return {}, {"candidate_links": 0, "verified_links": 0}
+        return DROP_SCHEMA.empty_table(), {"candidate_links": 0, "verified_links": 0}
 
     # Verify in the workers: the links go to every task through the object store (16 bytes
     # each, read zero-copy), each signature row a link involves meets its partner in a shuffle
@@ -419,7 +471,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
     del parts
     log.info("dedup: %d verified row pairs (%s)", pairs.num_rows, _mem())
     if not pairs.num_rows:
-        return {}, {"candidate_links": n_candidates, "verified_links": 0}
+        return DROP_SCHEMA.empty_table(), {"candidate_links": n_candidates, "verified_links": 0}
 
     # Columnar from here: row indices are the dictionary indices of the verified rows' uids.
     n = pairs.num_rows
@@ -456,15 +508,14 @@ def find_duplicates(ds, ccfg, n_rows: int = 0,
     keeper_of = order[first][np.cumsum(first) - 1]  # per position in order: its component's keeper
     dropped_pos = ~first
     drop_rows, keep_rows = order[dropped_pos], keeper_of[dropped_pos]
-    drop_uids = uid_col.take(pa.array(drop_rows)).to_pylist()
-    keep_uids = uid_col.take(pa.array(keep_rows)).to_pylist()
     same = hash_id[drop_rows] == hash_id[keep_rows]
-    drops: Dict[str, Tuple[str, str]] = {
-        u: ("exact_duplicate" if s else "near_duplicate", f"duplicate of {uid_record_id(k)}")
-        for u, k, s in zip(drop_uids, keep_uids, same.tolist())}
+    drops = drop_table(uid_col.take(pa.array(drop_rows)), uid_col.take(pa.array(keep_rows)), same)
+    n_exact = int(same.sum())
     stats = {"candidate_links": n_candidates, "verified_links": int(len(va))}
-    for reason, _ in drops.values():
-        stats[reason] = stats.get(reason, 0) + 1
-    log.info("dedup: %d candidate links, %d verified, %d records dropped (%s)", n_candidates, len(va), len(drops),
-             _mem())
+    if n_exact:
+        stats["exact_duplicate"] = n_exact
+    if len(same) - n_exact:
+        stats["near_duplicate"] = int(len(same) - n_exact)
+    log.info("dedup: %d candidate links, %d verified, %d records dropped (%s)", n_candidates, len(va),
+             drops.num_rows, _mem())
     return drops, stats
