@@ -119,3 +119,35 @@ def test_edges_link_members_to_the_earliest():
     # link; bucket 13 links 20-10 again: one unordered pair (smaller ord first) standing for 2 links
     assert pairs == [(10, 20, 2), (20, 30, 1), (50, 50, 1)]
     assert dedup.edges_fn(df.iloc[:0]).num_rows == 0
+
+
+def test_drop_table_lookup_confirms_every_key_hit_on_the_uid():
+    """The drop list curate ships to its tasks (dedup.DROP_SCHEMA, sorted by a 64-bit hash of
+    the row uid): a row is marked only when its uid is in the table, so a hash collision with
+    a dropped row never drops it; every dropped row is found, with its reason and keeper."""
+    drop_uids = [dedup.row_uid(f"r{i}", "f.jsonl", i) for i in range(50)]
+    keep_uids = [dedup.row_uid(f"k{i}", "f.jsonl", 100 + i) for i in range(50)]
+    same = np.arange(50) % 2 == 0
+    table = dedup.drop_table(pa.array(drop_uids), pa.array(keep_uids), same)
+    keys = table.column("key").to_numpy()
+    assert (np.diff(keys.astype(np.float64)) >= 0).all() and table.num_rows == 50
+
+    others = [dedup.row_uid(f"o{i}", "g.jsonl", i) for i in range(20)]
+    batch = others[:10] + drop_uids[::7] + others[10:]
+    at, rows = dedup.find_drops(table, batch)
+    found = {batch[i]: (table.column("reason")[r].as_py(), table.column("detail")[r].as_py()) for i, r in zip(at, rows)}
+    want = {u: ("exact_duplicate" if j % 2 == 0 else "near_duplicate", f"duplicate of k{j}")
+            for j, u in enumerate(drop_uids) if j % 7 == 0}
+    assert found == want
+
+    # a collision: a row of the table whose key equals the hash of an unrelated row's uid (a
+    # 64-bit collision, forced) does not mark that row; the dropped row itself is still found
+    stranger = dedup.row_uid("stranger", "h.jsonl", 1)
+    forged = pa.table({"key": pa.array(dedup.drop_key([stranger]), pa.uint64()), "uid": [drop_uids[0]],
+                       "reason": ["near_duplicate"], "detail": ["duplicate of x"]}, schema=dedup.DROP_SCHEMA)
+    at, rows = dedup.find_drops(forged, [stranger])
+    assert len(at) == 0
+    both = pa.concat_tables([table, forged]).sort_by("key")
+    at, _ = dedup.find_drops(both, [stranger, drop_uids[0]])
+    assert at.tolist() == [1]
+    assert dedup.find_drops(dedup.DROP_SCHEMA.empty_table(), batch)[0].size == 0
