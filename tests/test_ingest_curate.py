@@ -231,6 +231,41 @@ def test_final_writer_retry_rewrites_same_files(tmp_path):
     assert udf(block.slice(0, 0)).num_rows == 0
 
 
+def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):
+    """The readers' writer puts each platform's records and side data (what its join / dedup
+    reads) apart from its quarantined rows, in files of at most rows_per_file rows named by
+    content (a retried read task rewrites them), and returns the counts join_dedup_plan needs."""
+    import pyarrow.parquet as pq
+
+    from humanllm_ray import ingest
+    from humanllm_ray.ingest import schema as ischema
+    from humanllm_ray.ingest.dataops import tally
+
+    spec = [("reddit", "ok", "t3_a"), ("reddit", "ok", "t3_a"), ("reddit", "ok", ""), ("reddit", "aux", "t3_a"),
+            ("reddit", "quarantine", ""), ("amazon", "ok", "B1"), ("amazon", "quarantine", "")]
+    rows = [dict(platform=p, record_id=f"{p}:{i}", user_id="u", source_file=f"{p}.jsonl", source_line=i, _status=st,
+                 _reason="bad_json" if st == "quarantine" else "", _key=k, _payload="{}" if st == "aux" else "")
+            for i, (p, st, k) in enumerate(spec)]
+    block = ischema.to_table(rows)
+    raw = str(tmp_path / "raw")
+    udf = ingest._raw_writer(raw, rows_per_file=2)
+    counts = udf(block)
+    udf(block)  # the retry
+    got = {}
+    for plat in ("reddit", "amazon"):
+        for main in (True, False):
+            files = storage.ls_files(ingest.raw_folder(raw, plat, main), suffix=".parquet")
+            got[(plat, main)] = sorted(pq.read_table(f).num_rows for f in files)
+            for f in files:
+                statuses = set(pq.read_table(f).column("_status").to_pylist())
+                assert statuses <= ({"ok", "aux"} if main else {"quarantine"}), (f, statuses)
+    assert got == {("reddit", True): [2, 2], ("reddit", False): [1], ("amazon", True): [1], ("amazon", False): [1]}
+    assert tally(counts.to_pylist(), ["platform", "_status", "_has_key"]) == {
+        ("reddit", "ok", "1"): 2, ("reddit", "ok", "0"): 1, ("reddit", "aux", "1"): 1, ("reddit", "quarantine", "0"): 1,
+        ("amazon", "ok", "1"): 1, ("amazon", "quarantine", "0"): 1}
+    assert udf(block.slice(0, 0)).num_rows == 0
+
+
 def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path):
     """by_key_partition through files (what ingest and curate use): every key's rows reach one
     reduce call, together; the result matches the groupby path's; a stray file in the shuffle

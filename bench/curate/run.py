@@ -216,7 +216,7 @@ def local_ingest(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
 
     from humanllm_ray import ingest
     from humanllm_ray.ingest import schema as ischema
-    from humanllm_ray.ingest.dataops import by_key_partition, num_partitions
+    from humanllm_ray.ingest.dataops import by_key_partition, partitions_for
 
     ctx = ingest.read_context(cfg)
     files = ingest.input_files(cfg)
@@ -240,13 +240,15 @@ def local_ingest(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
             rest_mask = pc.and_(rest_mask, pc.invert(mask))
             mine = LocalDataset.of(raw.filter(mask), timers)
             if needs_join:
-                mine = by_key_partition(mine, num_partitions(n_keyed), plat.join, schema=ischema.READ_SCHEMA)
+                mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096), plat.join,
+                                        schema=ischema.READ_SCHEMA)
             if needs_dedup:
                 mt = mine.to_table()
                 is_ok = pc.equal(mt.column("_status"), "ok")
                 recs = LocalDataset.of(mt.filter(is_ok), timers).map_batches(
                     ingest._set_dedup_key(plat.dedup_key), batch_format="pandas")
-                recs = by_key_partition(recs, num_partitions(n_recs), plat.dedup, schema=ischema.READ_SCHEMA)
+                recs = by_key_partition(recs, partitions_for(n_recs, cfg.ingest.rows_per_file, most=4096), plat.dedup,
+                                        schema=ischema.READ_SCHEMA)
                 mine = LocalDataset.of([t for t in (recs.to_table(), mt.filter(pc.invert(is_ok))) if t is not None],
                                        timers)
             t = mine.to_table()
@@ -374,7 +376,7 @@ def child_ceiling(data: str, n_records: int = 12000) -> Dict[str, Any]:
     cfg = _cfg(data, "/nonexistent")
     ctx = ingest.read_context(cfg)
     files = ingest.input_files(cfg)
-    tables, n = [], 0
+    tables = []
     for p in sorted(files):  # a slice of every platform
         for t in ingest._read_one(files[p][0], p, ctx):
             t = t.filter(pc.equal(t.column("_status"), "ok")).slice(0, n_records // len(files))

@@ -36,8 +36,8 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import (SCRATCH, block_counts, by_key_partition, col_in, columns_of, content_name, count_by,
-                      num_partitions, read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context,
+from .dataops import (SCRATCH, block_counts, by_key_partition, col_in, content_name,
+                      partitions_for, read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context,
                       tally, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
@@ -231,49 +231,50 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     log.info("ingest: %d files in %d read tasks (%s)", n_files, len(items),
              ", ".join(f"{p}: {len(f)}" for p, f in sorted(stamps.items())))
     # One block per bin of files so bins are read in parallel; readers stream their rows out,
-    # to scratch files (not the object store: memory stays flat as the input grows).
+    # to scratch files (not the object store: memory stays flat as the input grows), one folder
+    # per platform and status group (see _raw_writer), and return only their counts.
     scratch = sd.path(SCRATCH)
-    rows_per_file = cfg.ingest.rows_per_file
-    raw = spill(
+    raw_uri = storage.join(scratch, "raw")
+    storage.rm(raw_uri)
+    pre = tally(
         ray.data.from_items(items, override_num_blocks=len(items))
-        .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx}),
-        storage.join(scratch, "raw"), READ_SCHEMA, rows_per_file,
-    )
-    # only the three columns it needs are read back (not the payloads)
-    key_cols = columns_of(READ_SCHEMA, "platform", "_status", "_key")
-    pre = count_by(read_parquet_files(storage.join(scratch, "raw"), key_cols)
-                   .map_batches(_with_key_flag, batch_format="pyarrow"), ["platform", "_status", "_has_key"])
+        .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx})
+        .map_batches(_raw_writer(raw_uri, cfg.ingest.rows_per_file), batch_format="pyarrow").take_all(),
+        ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
 
     def shuffle_platform(name: str, plat: Platform) -> Optional[str]:
         """The platform's join and/or variant dedup, written to its own part folder (None:
-        nothing to shuffle)."""
-        from ray.data.expressions import col
-
+        nothing to shuffle). Partitions hold about ``ingest.rows_per_file`` rows: a reduce task
+        holds its partition as a pandas frame (~3x its Arrow size), and a worker's heap keeps
+        the high-water mark of its largest task, so the partition size, not the input, should
+        set it (50k rows a partition had made the workers' peak grow with the input)."""
         needs_join, needs_dedup, n_keyed, n_recs = join_dedup_plan(pre, name, plat)
         if not (needs_join or needs_dedup):
             return None
-        mine = raw.filter(expr=(col("platform") == name) & col_in("_status", "ok", "aux"))
+        mine = read_parquet_files(raw_folder(raw_uri, name, main=True), READ_SCHEMA)
         if needs_join:
-            mine = by_key_partition(mine, num_partitions(n_keyed), plat.join, schema=READ_SCHEMA,
+            mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096), plat.join,
+                                    schema=READ_SCHEMA,
                                     scratch_uri=storage.join(scratch, f"shuffle-join-{name}"))
         if needs_dedup:
             if needs_join:
-                mine = spill(mine, storage.join(scratch, f"joined-{name}"), READ_SCHEMA, rows_per_file)
+                mine = spill(mine, storage.join(scratch, f"joined-{name}"), READ_SCHEMA, cfg.ingest.rows_per_file)
             recs = mine.filter(expr=col_in("_status", "ok")).map_batches(_set_dedup_key(plat.dedup_key), batch_format="pandas")
             others = mine.filter(expr=~col_in("_status", "ok"))
-            recs = by_key_partition(recs, num_partitions(n_recs), plat.dedup, schema=READ_SCHEMA,
+            recs = by_key_partition(recs, partitions_for(n_recs, cfg.ingest.rows_per_file, most=4096), plat.dedup,
+                                    schema=READ_SCHEMA,
                                     scratch_uri=storage.join(scratch, f"shuffle-dedup-{name}"))
             mine = recs.union(others)
         part_uri = storage.join(scratch, f"part-{name}")
-        spill(mine, part_uri, READ_SCHEMA, rows_per_file)
+        spill(mine, part_uri, READ_SCHEMA, cfg.ingest.rows_per_file)
         log.info("ingest: %s %s (%.1f s)", name, " + ".join(x for x, on in (("join", needs_join), ("dedup", needs_dedup))
                                                            if on), time.monotonic() - t0)
         return part_uri
 
     # The platforms' shuffles run side by side (threads, each its own Ray Data executions): one
     # after another, each one's start and tail left a core idle (ingest averaged ~1.2 cores
-    # after the read at 1M records). They share nothing but the raw scratch they read.
+    # after the read at 1M records). Each reads its own platform's raw folder.
     # (Before the shuffles went through files this was not possible: Ray 2.60's hash shuffle
     # aborted workers when two ran at once.)
     from concurrent.futures import ThreadPoolExecutor
@@ -281,13 +282,18 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     names = sorted(REGISTRY)
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         results = list(pool.map(lambda n: shuffle_platform(n, REGISTRY[n]), names))
-    shuffled = [n for n, uri in zip(names, results) if uri]
+    shuffled = {n for n, uri in zip(names, results) if uri}
     parts = [uri for uri in results if uri]
-    # The final rows: the raw scratch files minus the shuffled platforms' records and side data,
-    # plus the shuffled platforms' part files, read by one fused read -> write task per file.
+    # The final rows, read by one fused read -> write task per file: every platform's raw rows
+    # but the records and side data of the shuffled platforms (those went through their join /
+    # dedup: their folders are not read again), plus the shuffled platforms' part files.
     # Not ``rest.union(*parts)``: a union is not fused with the map after it, so every block
     # of its inputs went through the object store (~650 MB at 1M records, measured).
-    final = _final_rows(storage.join(scratch, "raw"), parts, shuffled)
+    platforms = sorted({p for (p, _s, _k) in pre})
+    final = read_parquet_sources(
+        [(raw_folder(raw_uri, p, main=True), None) for p in platforms if p not in shuffled]
+        + [(raw_folder(raw_uri, p, main=False), None) for p in platforms] + [(uri, None) for uri in parts],
+        READ_SCHEMA)
 
     # One pass over the final rows writes all three outputs and counts them: records to data/,
     # quarantined rows to _quarantine/, joined side data to aux/ (four passes before: a count,
@@ -331,22 +337,48 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     )
 
 
-def _final_rows(raw_uri: str, part_uris: List[str], shuffled: List[str]):
-    """A Dataset, one block per file: the raw scratch files without the rows of ``shuffled``
-    platforms with status ok/aux (those went through their join/dedup), and the files under
-    ``part_uris`` (what came out)."""
-    gone = pa.array(shuffled, pa.string())
+RAW_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("_status", pa.string()), ("_has_key", pa.string()),
+                              ("n", pa.int64())])
+_ROW_IDENTITY = ["source_file", "source_line", "record_id", "_status"]
 
-    def drop_moved(t: pa.Table) -> pa.Table:
+
+def raw_folder(raw_uri: str, platform: str, main: bool) -> str:
+    """Where the read rows of ``platform`` go in the raw scratch: ``{platform}-main`` holds its
+    records and side data (status ok/aux: what its join and variant dedup read), and
+    ``{platform}-other`` the rest (quarantined rows), which only the final pass reads."""
+    return storage.join(raw_uri, f"{platform}-{'main' if main else 'other'}")
+
+
+def _raw_writer(raw_uri: str, rows_per_file: int) -> Callable[[pa.Table], pa.Table]:
+    """map_batches UDF after the readers: writes a block of read rows to the raw scratch, split
+    by platform and status group (:func:`raw_folder`) into files of at most ``rows_per_file``
+    rows, and returns its counts by (platform, _status, _has_key): what ``join_dedup_plan``
+    decides on, with no second pass over the rows.
+
+    Split because each platform's shuffle reads only its own records and the final pass skips
+    the ones that went through a shuffle: with one mixed folder each of them read every raw row
+    (three full reads at 1M records, where one now reads each row once). Files are named by
+    content, so a retried read task rewrites the same files."""
+
+    def udf(batch: pa.Table) -> pa.Table:
         import pyarrow.compute as pc
 
-        if not len(gone):
-            return t
-        moved = pc.and_(pc.is_in(t.column("platform"), value_set=gone),
-                        pc.is_in(t.column("_status"), value_set=pa.array(["ok", "aux"])))
-        return t.filter(pc.invert(pc.fill_null(moved, False)))
+        if not batch.num_rows:
+            return RAW_COUNT_SCHEMA.empty_table()
+        counts = block_counts(_with_key_flag(batch), ["platform", "_status", "_has_key"], RAW_COUNT_SCHEMA)
+        main = pc.fill_null(pc.is_in(batch.column("_status"), value_set=pa.array(["ok", "aux"])), False)
+        for platform in pc.unique(batch.column("platform")).to_pylist():
+            mine = pc.equal(batch.column("platform"), platform)
+            for is_main, mask in ((True, pc.and_(mine, main)), (False, pc.and_(mine, pc.invert(main)))):
+                rows = batch.filter(pc.fill_null(mask, False))
+                for off in range(0, rows.num_rows, max(1, rows_per_file)):
+                    piece = rows.slice(off, rows_per_file)
+                    write_part(piece, raw_folder(raw_uri, platform, is_main), content_name(piece, _ROW_IDENTITY, "raw"))
+        del batch
+        release_memory()
+        return counts
 
-    return read_parquet_sources([(raw_uri, drop_moved)] + [(uri, None) for uri in part_uris], READ_SCHEMA)
+    return udf
 
 
 AUX_COLUMNS = ["platform", "record_id", "_key", "_payload", "source_file", "source_line"]
@@ -370,7 +402,7 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[
 
         if batch.num_rows == 0:
             return COUNT_SCHEMA.empty_table()
-        name = content_name(batch, ["source_file", "source_line", "record_id", "_status"])
+        name = content_name(batch, _ROW_IDENTITY)
         status = batch.column("_status")
         for st, make in (("ok", _to_log_records), ("quarantine", _to_quarantine),
                          ("aux", lambda t: t.select(AUX_COLUMNS))):
