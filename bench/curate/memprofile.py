@@ -12,11 +12,8 @@ give the phase times. Summary to stdout, samples to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -50,20 +47,10 @@ def sample_tree(root_pid: int) -> list:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=300_000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--every", type=float, default=3.0)
-    ap.add_argument("--data-root", default=os.path.join(HERE, "..", "out", "curate-data"))
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
     sys.path.insert(0, HERE)
     import run as bench  # noqa: E402  (bench/curate/run.py: corpus and config helpers)
 
-    data = bench.ensure_data(args.n, args.seed, args.data_root)["path"]
-    root = os.path.join(HERE, "..", "out", "curate-work", f"memprofile-{args.n}")
-    shutil.rmtree(root, ignore_errors=True)
-    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(name)s %(message)s")
+    args, cfg = bench.profile_setup(__doc__, "memprofile", every=3.0)
 
     samples, stop, t0 = [], threading.Event(), time.monotonic()
 
@@ -77,7 +64,6 @@ def main() -> None:
 
     from humanllm_ray import curate, ingest
 
-    cfg = bench._cfg(data, root)
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     phases = {"ray_up": time.monotonic() - t0}

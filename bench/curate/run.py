@@ -579,6 +579,28 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
     return res
 
 
+def profile_setup(doc: str, name: str, every: float):
+    """The shared start of the one-run profilers (memprofile.py, cpuprofile.py): their command
+    line (--n, --seed, --every, --data-root, --out), the corpus (generated if missing), a fresh
+    work folder bench/out/curate-work/{name}-{n}, and the stages' config on them. Returns
+    (args, cfg)."""
+    import logging
+    import shutil
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=300_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--every", type=float, default=every, help="sampling interval, seconds")
+    ap.add_argument("--data-root", default=os.path.join(HERE, "..", "out", "curate-data"))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    data = ensure_data(args.n, args.seed, args.data_root)["path"]
+    root = os.path.join(HERE, "..", "out", "curate-work", f"{name}-{args.n}")
+    shutil.rmtree(root, ignore_errors=True)
+    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(name)s %(message)s")
+    return args, _cfg(data, root)
+
+
 def ensure_data(n: int, seed: int, data_root: str) -> Dict[str, Any]:
     out = os.path.join(data_root, f"n{n}-s{seed}")
     manifest = os.path.join(out, "gen.json")

@@ -290,10 +290,8 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     # Not ``rest.union(*parts)``: a union is not fused with the map after it, so every block
     # of its inputs went through the object store (~650 MB at 1M records, measured).
     platforms = sorted({p for (p, _s, _k) in pre})
-    final = read_parquet_sources(
-        [(raw_folder(raw_uri, p, main=True), None) for p in platforms if p not in shuffled]
-        + [(raw_folder(raw_uri, p, main=False), None) for p in platforms] + [(uri, None) for uri in parts],
-        READ_SCHEMA)
+    final = read_parquet_sources([raw_folder(raw_uri, p, main=True) for p in platforms if p not in shuffled]
+                                 + [raw_folder(raw_uri, p, main=False) for p in platforms] + parts, READ_SCHEMA)
 
     # One pass over the final rows writes all three outputs and counts them: records to data/,
     # quarantined rows to _quarantine/, joined side data to aux/ (four passes before: a count,

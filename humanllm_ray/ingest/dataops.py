@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import pyarrow as pa
 
@@ -355,32 +355,27 @@ def read_parquet_files(uri: str, schema: pa.Schema):
     the largest ``batch_size`` among them; the input has one row per file, so a following
     ``map_batches(batch_size=1024)`` would put 1024 files in one task. Maps over this Dataset
     keep the default ``batch_size=None`` (one call per file's block)."""
-    return read_parquet_sources([(uri, None)], schema)
+    return read_parquet_sources([uri], schema)
 
 
-def read_parquet_sources(sources: List[Tuple[str, Optional[Callable[[pa.Table], pa.Table]]]], schema: pa.Schema):
-    """:func:`read_parquet_files` over several folders at once, each with an optional row
-    filter applied to its files' tables: one Dataset, one block per file, so a map after it is
-    fused with the read (a ``union`` of per-folder Datasets would not be; every block would go
-    through the object store). The folders share one filesystem."""
+def read_parquet_sources(uris: List[str], schema: pa.Schema):
+    """:func:`read_parquet_files` over several folders at once: one Dataset, one block per file,
+    so a map after it is fused with the read (a ``union`` of per-folder Datasets would not be;
+    every block would go through the object store). The folders share one filesystem."""
     import ray
 
     from .. import storage
 
-    items = [{"path": storage.arrow_fs(f)[0], "source": k}
-             for k, (uri, _keep) in enumerate(sources) for f in storage.ls_files(uri, suffix=".parquet")]
+    items = [{"path": storage.arrow_fs(f)[0]} for uri in uris for f in storage.ls_files(uri, suffix=".parquet")]
     if not items:
         return ray.data.from_arrow(schema.empty_table())
-    _, fs = storage.arrow_fs(sources[0][0])
-    filters = [keep for _uri, keep in sources]
+    _, fs = storage.arrow_fs(uris[0])
 
     def read(batch: pa.Table) -> pa.Table:
         import pyarrow.parquet as pq
 
-        tables = []
-        for path, k in zip(batch.column("path").to_pylist(), batch.column("source").to_pylist()):
-            t = pq.read_table(path, filesystem=fs, columns=schema.names).cast(schema)
-            tables.append(filters[k](t) if filters[k] else t)
+        tables = [pq.read_table(path, filesystem=fs, columns=schema.names).cast(schema)
+                  for path in batch.column("path").to_pylist()]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
