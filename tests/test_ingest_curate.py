@@ -203,6 +203,38 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
             assert not (d / stage_dir / "_scratch").exists()
 
 
+def test_record_pass_writer_slices_and_signs_the_passed_rows(demo, tmp_path, monkeypatch):
+    """The record pass converts a block to Python slice by slice (its workers' heap is set by
+    the slice, not the file size) and makes the MinHash signatures of the rows that passed: the
+    rows must not depend on the slicing, the signatures must be exactly dedup's of the passed
+    rows, and a retried task must rewrite the same two files."""
+    import pyarrow.compute as pc
+
+    from humanllm_ray import curate
+    from humanllm_ray.curate import dedup
+    from humanllm_ray.ingest import dataops
+
+    cfg, root, _ing, _cur = demo
+    block = read_table(str(root / "ingested" / "data")).slice(0, 300)
+    whole = curate._record_pass_udf(cfg.curate)(block)
+    monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 7)
+    sliced = curate._record_pass_udf(cfg.curate)(block)
+    assert sliced.num_rows == block.num_rows and sliced.equals(whole)
+
+    rec_uri, sig_uri = str(tmp_path / "records"), str(tmp_path / "signatures")
+    writer = curate._record_pass_writer(cfg.curate, rec_uri, sig_uri)
+    counts = writer(block)
+    writer(block)  # a retry
+    assert len(storage.ls_files(rec_uri, suffix=".parquet")) == 1
+    assert len(storage.ls_files(sig_uri, suffix=".parquet")) == 1
+    assert sum(counts.column("n").to_pylist()) == block.num_rows
+    passed = whole.filter(pc.equal(whole.column("_reason"), ""))
+    assert 0 < passed.num_rows < block.num_rows
+    want = dedup.signatures_udf(cfg.curate.minhash_num_perm)(passed).sort_by("record_id")
+    got = read_table(sig_uri).sort_by("record_id")
+    assert got.num_rows == passed.num_rows and got.equals(want.cast(got.schema))
+
+
 def test_final_writer_retry_rewrites_same_files(tmp_path):
     """Ingest's one-pass writer names its files after the block's rows: a task Ray retries
     (worker killed after writing) overwrites its own files instead of adding copies, and the

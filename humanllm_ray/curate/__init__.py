@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, block_counts, by_key_partition, col_in, content_name, count_by,
+from ..ingest.dataops import (SCRATCH, block_counts, by_key_partition, by_slices, content_name, count_by,
                               partitions_for, read_parquet_files, release_memory, stage_data_context, tally,
                               write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
@@ -74,43 +74,47 @@ def _record_pass_udf(ccfg, hold_marker: Optional[str] = None):
 
         if hold_marker:
             _fault_hold(hold_marker)
-
         # where this batch runs (counted into the report's "nodes"); "" when called outside Ray
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-        out = {c: [] for c in WORK_SCHEMA.names}
-        for r in batch.select(LOG_RECORD_COLUMNS).to_pylist():
-            try:
-                extra = json.loads(r["extra"] or "{}")
-            except ValueError:
-                extra = {}
-            rec = filters.Rec(platform=r["platform"], kind=r["kind"], title=str(r["title"] or ""),
-                              text=str(r["text"] or ""), extra=extra)
-            reason, detail = filters.first_failure(rec, ccfg, "raw")
-            title, text, context = rec.title, rec.text, str(r["context"] or "")
-            if not reason:
-                title, _ = clean.clean_text(rec.title)
-                text, removed = clean.clean_text(rec.text)
-                context, _ = clean.clean_text(context)
-                if ccfg.scrub_pii:
-                    title, _ = pii.scrub(title)
-                    text, _ = pii.scrub(text)
-                    context, _ = pii.scrub(context)
-                rec.clean_title, rec.clean_text, rec.removed_fraction = title, text, removed
-                reason, detail = filters.first_failure(rec, ccfg, "clean")
-                if not reason:
-                    reason, detail = filters.first_failure(rec, ccfg, "lang")
-            r["title"], r["text"], r["context"] = title, text, context
-            rating = r["rating"]
-            r["rating"] = None if rating is None or rating != rating else float(rating)  # NaN -> null
-            r["_reason"], r["_detail"] = reason, detail
-            raw = (rec.title + "\n" + rec.text).strip()[:4000] if reason else ""
-            r["_raw"] = pii.scrub(raw)[0] if raw and ccfg.scrub_pii else raw  # excerpts leave curate scrubbed too
-            r["_node"] = node_id
-            for c in WORK_SCHEMA.names:
-                out[c].append(r[c])
-        return pa.table(out, schema=WORK_SCHEMA)
+        return by_slices(lambda piece: _record_pass_rows(ccfg, piece, node_id), batch)
 
     return udf
+
+
+def _record_pass_rows(ccfg, batch: pa.Table, node_id: str) -> pa.Table:
+    """The record pass over one slice of rows, as ``WORK_SCHEMA`` rows."""
+    out = {c: [] for c in WORK_SCHEMA.names}
+    for r in batch.select(LOG_RECORD_COLUMNS).to_pylist():
+        try:
+            extra = json.loads(r["extra"] or "{}")
+        except ValueError:
+            extra = {}
+        rec = filters.Rec(platform=r["platform"], kind=r["kind"], title=str(r["title"] or ""),
+                          text=str(r["text"] or ""), extra=extra)
+        reason, detail = filters.first_failure(rec, ccfg, "raw")
+        title, text, context = rec.title, rec.text, str(r["context"] or "")
+        if not reason:
+            title, _ = clean.clean_text(rec.title)
+            text, removed = clean.clean_text(rec.text)
+            context, _ = clean.clean_text(context)
+            if ccfg.scrub_pii:
+                title, _ = pii.scrub(title)
+                text, _ = pii.scrub(text)
+                context, _ = pii.scrub(context)
+            rec.clean_title, rec.clean_text, rec.removed_fraction = title, text, removed
+            reason, detail = filters.first_failure(rec, ccfg, "clean")
+            if not reason:
+                reason, detail = filters.first_failure(rec, ccfg, "lang")
+        r["title"], r["text"], r["context"] = title, text, context
+        rating = r["rating"]
+        r["rating"] = None if rating is None or rating != rating else float(rating)  # NaN -> null
+        r["_reason"], r["_detail"] = reason, detail
+        raw = (rec.title + "\n" + rec.text).strip()[:4000] if reason else ""
+        r["_raw"] = pii.scrub(raw)[0] if raw and ccfg.scrub_pii else raw  # excerpts leave curate scrubbed too
+        r["_node"] = node_id
+        for c in WORK_SCHEMA.names:
+            out[c].append(r[c])
+    return pa.table(out, schema=WORK_SCHEMA)
 
 
 def _mark_dups_udf(drops):
@@ -125,24 +129,29 @@ def _mark_dups_udf(drops):
             table = ray.get(table)
         if not table.num_rows or not batch.num_rows:
             return batch
-        rids = [dedup.row_uid(r, f, ln) for r, f, ln in zip(*(batch.column(c).to_pylist() for c in dedup.UID_COLUMNS))]
-        at, rows = dedup.find_drops(table, rids)
-        if not len(at):
-            return batch
-        reasons = batch.column("_reason").to_pylist()
-        details = batch.column("_detail").to_pylist()
-        raws = batch.column("_raw").to_pylist()
-        texts = batch.column("text").to_pylist()
-        hit_reason = table.column("reason").take(pa.array(rows)).to_pylist()
-        hit_detail = table.column("detail").take(pa.array(rows)).to_pylist()
-        for i, reason, detail in zip(at.tolist(), hit_reason, hit_detail):
-            reasons[i], details[i] = reason, detail
-            raws[i] = (texts[i] or "")[:4000]  # already cleaned and scrubbed
-        batch = batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
-        batch = batch.set_column(batch.schema.get_field_index("_detail"), "_detail", pa.array(details, pa.string()))
-        return batch.set_column(batch.schema.get_field_index("_raw"), "_raw", pa.array(raws, pa.string()))
+        return by_slices(lambda piece: _mark_rows(table, piece), batch)
 
     return udf
+
+
+def _mark_rows(table: pa.Table, batch: pa.Table) -> pa.Table:
+    """:func:`_mark_dups_udf` over one slice of rows."""
+    rids = [dedup.row_uid(r, f, ln) for r, f, ln in zip(*(batch.column(c).to_pylist() for c in dedup.UID_COLUMNS))]
+    at, rows = dedup.find_drops(table, rids)
+    if not len(at):
+        return batch
+    reasons = batch.column("_reason").to_pylist()
+    details = batch.column("_detail").to_pylist()
+    raws = batch.column("_raw").to_pylist()
+    texts = batch.column("text").to_pylist()
+    hit_reason = table.column("reason").take(pa.array(rows)).to_pylist()
+    hit_detail = table.column("detail").take(pa.array(rows)).to_pylist()
+    for i, reason, detail in zip(at.tolist(), hit_reason, hit_detail):
+        reasons[i], details[i] = reason, detail
+        raws[i] = (texts[i] or "")[:4000]  # already cleaned and scrubbed
+    batch = batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
+    batch = batch.set_column(batch.schema.get_field_index("_detail"), "_detail", pa.array(details, pa.string()))
+    return batch.set_column(batch.schema.get_field_index("_raw"), "_raw", pa.array(raws, pa.string()))
 
 
 def _work_to_quarantine(batch: pa.Table) -> pa.Table:
@@ -171,19 +180,32 @@ TIMELINE_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("users", pa.int64
 _IDENTITY = ["source_file", "source_line", "record_id"]
 
 
-def _record_pass_writer(ccfg, scratch_uri: str, hold_marker: Optional[str] = None):
+def _record_pass_writer(ccfg, scratch_uri: str, signatures_uri: str, hold_marker: Optional[str] = None):
     """map_batches UDF: the record pass over one ingested file's block, written to one scratch
-    file (named by content: a retried task overwrites it), returning only the block's counts by
-    (platform, _reason, _node). One pass instead of write-then-count-by-rereading."""
+    file, and the MinHash signatures of the block's rows that passed (``dedup.signatures_udf``)
+    to another, returning only the block's counts by (platform, _reason, _node).
+
+    The signatures are made here, from the rows in hand, rather than by a pass of their own over
+    the records scratch: that pass re-read and re-converted every passed row and paid its own
+    start and tail (bench/README.md, curate Round 7). Files are named by content: a retried
+    task overwrites them."""
+    import pyarrow.compute as pc
+
     record_pass = _record_pass_udf(ccfg, hold_marker)
+    signatures = dedup.signatures_udf(ccfg.minhash_num_perm, dedup.ORD_MASK)  # the mask as set now (tests narrow it)
 
     def udf(batch: pa.Table) -> pa.Table:
         work = record_pass(batch)
         if not work.num_rows:
             return PASS_COUNT_SCHEMA.empty_table()
         write_part(work, scratch_uri, content_name(work, _IDENTITY, "records"))
+        passed = work.filter(pc.equal(work.column("_reason"), ""))
+        if passed.num_rows:
+            sig = signatures(passed)
+            write_part(sig, signatures_uri, content_name(sig, ["record_id"], "signatures"))
+            del sig
         counts = block_counts(work, ["platform", "_reason", "_node"], PASS_COUNT_SCHEMA)
-        del work, batch
+        del work, batch, passed
         release_memory()
         return counts
 
@@ -279,8 +301,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     hold = hold if storage.exists(hold) else None
     # batch_size=None: the whole file's block per call. A batch size would make Ray bundle that
     # many rows of the fused file-list input (one row per file) into one task: all files, one core.
-    pass_counts = tally(ds.map_batches(_record_pass_writer(ccfg, records_uri, hold), batch_format="pyarrow",
-                                       batch_size=None).take_all(), ["platform", "_reason", "_node"])
+    signatures_uri = storage.join(scratch, "dedup", "signatures")
+    pass_counts = tally(ds.map_batches(_record_pass_writer(ccfg, records_uri, signatures_uri, hold),
+                                       batch_format="pyarrow", batch_size=None).take_all(),
+                        ["platform", "_reason", "_node"])
     in_counts: Dict[str, int] = {}
     nodes: Dict[str, int] = {}  # records processed by the record pass per Ray node (the spread)
     for (p, _r, node), n in pass_counts.items():
@@ -296,9 +320,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     drops = dedup.DROP_SCHEMA.empty_table()
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
-        passed = work.filter(expr=col_in("_reason", ""))
-        drops, dedup_stats = dedup.find_duplicates(passed, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"))
+        drops, dedup_stats = dedup.find_duplicates(None, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"),
+                                                   signatures=read_parquet_files(signatures_uri, dedup.SIG_SCHEMA))
     n_dropped = drops.num_rows
+    release_memory()  # the driver's share of dedup (links, pairs, components) is done with
     log.info("curate: duplicates: %d of %d dropped (%.1f s)", n_dropped, n_pass, time.monotonic() - t0)
 
     # 3. the records scratch read once more: rejected records to _quarantine/, qualified ones

@@ -5,7 +5,8 @@
    characters, to keep long blog posts cheap), its exact hash and ``_ord``, a 64-bit hash of
    the row's identity. datasketch 2.x ``scheme="affine32"``; stored as uint32 bytes. Rows are
    identified by record_id + source location, so the same record read twice (a tweet id
-   present in two files) is a duplicate too.
+   present in two files) is a duplicate too. Curate makes the signatures inside its record
+   pass (``signatures=``), from the rows that passed, while it has them in hand.
 2. ``map_batches``: explode each signature into ``minhash_bands`` band keys (r = num_perm /
    bands values per band) plus one exact-hash key, all 64-bit integers: a band row is
    (key, _ord, timestamp), 24 bytes. Why integers: the band rows are the one all-to-all
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import by_key_partition, num_partitions, partitions_for, release_memory, spill
+from ..ingest.dataops import by_key_partition, by_slices, num_partitions, partitions_for, release_memory, spill
 from .clean import normalize_for_hash
 
 log = logging.getLogger("humanllm")
@@ -122,6 +123,12 @@ def signatures_udf(num_perm: int, ord_mask: Optional[int] = None):
     mask = ORD_MASK if ord_mask is None else ord_mask
 
     def udf(batch: pa.Table) -> pa.Table:
+        out = by_slices(rows, batch)
+        del batch
+        release_memory()
+        return out
+
+    def rows(batch: pa.Table) -> pa.Table:
         cols = {c: batch.column(c).to_pylist()
                 for c in ("record_id", "source_file", "source_line", "timestamp", "platform", "kind", "title", "text")}
         uids = [row_uid(r, f, ln) for r, f, ln in zip(cols["record_id"], cols["source_file"], cols["source_line"])]
@@ -130,11 +137,8 @@ def signatures_udf(num_perm: int, ord_mask: Optional[int] = None):
             norm = normalize_for_hash(body_of(p or "", k or "", t or "", x or ""))
             hashes.append(exact_hash(norm))
             sigs.append(signature(norm, num_perm).tobytes())
-        out = pa.table({"record_id": uids, "timestamp": cols["timestamp"], "_hash": hashes,
-                        "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
-        del cols, hashes, sigs, batch
-        release_memory()
-        return out
+        return pa.table({"record_id": uids, "timestamp": cols["timestamp"], "_hash": hashes,
+                         "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
 
     return udf
 
@@ -416,26 +420,31 @@ def _mem() -> str:
     return f"driver RSS {rss >> 20} MB, arrow {pa.total_allocated_bytes() >> 20} MB"
 
 
-def find_duplicates(ds, ccfg, n_rows: int = 0,
-                    scratch_uri: Optional[str] = None) -> Tuple[pa.Table, Dict[str, int]]:
+def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None,
+                    signatures=None) -> Tuple[pa.Table, Dict[str, int]]:
     """(the rows to drop as a :data:`DROP_SCHEMA` table sorted by ``key``, stats) over a Ray
     Dataset of records (LogRecord columns, cleaned text) that passed the record filters. Inside
     this module the ``record_id`` column of signature rows holds the row uid (see :func:`row_uid`).
 
-    The signatures are read twice (bands, then the rows the links involve): with
-    ``scratch_uri`` they are streamed to Parquet there and read back (flat memory); without
-    it they are materialized (bench/curate's one-process path)."""
+    The signatures are read twice (bands, then the rows the links involve). ``signatures``,
+    a Dataset of :data:`SIG_SCHEMA` rows already made (curate makes them in its record pass),
+    replaces ``ds``; else they are made from ``ds`` here and, with ``scratch_uri``, streamed to
+    Parquet there and read back (flat memory), or without it materialized (bench/curate's
+    one-process path)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     num_perm, bands = ccfg.minhash_num_perm, ccfg.minhash_bands
-    sig = ds.select_columns(UID_COLUMNS + ["timestamp", "platform", "kind", "title", "text"]).map_batches(
-        signatures_udf(num_perm, ORD_MASK), batch_format="pyarrow"
-    )
-    if scratch_uri:
-        sig = spill(sig, storage.join(scratch_uri, "signatures"), SIG_SCHEMA, ccfg.rows_per_file)
+    if signatures is not None:
+        sig = signatures
     else:
-        sig = sig.materialize()
+        sig = ds.select_columns(UID_COLUMNS + ["timestamp", "platform", "kind", "title", "text"]).map_batches(
+            signatures_udf(num_perm, ORD_MASK), batch_format="pyarrow"
+        )
+        if scratch_uri:
+            sig = spill(sig, storage.join(scratch_uri, "signatures"), SIG_SCHEMA, ccfg.rows_per_file)
+        else:
+            sig = sig.materialize()
     band_rows = sig.map_batches(bands_udf(num_perm, bands, KEY_MASK), batch_format="pyarrow")
     n_keys = max(1, n_rows) * (bands + 1)
     edges = by_key_partition(band_rows, partitions_for(n_keys, BAND_ROWS_PER_PARTITION), edges_fn, key="bkey",

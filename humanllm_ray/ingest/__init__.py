@@ -243,15 +243,15 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
         ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
 
-    def shuffle_platform(name: str, plat: Platform) -> Optional[str]:
-        """The platform's join and/or variant dedup, written to its own part folder (None:
+    def shuffle_platform(name: str, plat: Platform) -> List[str]:
+        """The platform's join and/or variant dedup, written to its own part folders (none:
         nothing to shuffle). Partitions hold about ``ingest.rows_per_file`` rows: a reduce task
         holds its partition as a pandas frame (~3x its Arrow size), and a worker's heap keeps
         the high-water mark of its largest task, so the partition size, not the input, should
         set it (50k rows a partition had made the workers' peak grow with the input)."""
         needs_join, needs_dedup, n_keyed, n_recs = join_dedup_plan(pre, name, plat)
         if not (needs_join or needs_dedup):
-            return None
+            return []
         mine = read_parquet_files(raw_folder(raw_uri, name, main=True), READ_SCHEMA)
         if needs_join:
             mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096), plat.join,
@@ -265,12 +265,17 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
             recs = by_key_partition(recs, partitions_for(n_recs, cfg.ingest.rows_per_file, most=4096), plat.dedup,
                                     schema=READ_SCHEMA,
                                     scratch_uri=storage.join(scratch, f"shuffle-dedup-{name}"))
-            mine = recs.union(others)
-        part_uri = storage.join(scratch, f"part-{name}")
-        spill(mine, part_uri, READ_SCHEMA, cfg.ingest.rows_per_file)
+            # two writes, not ``recs.union(others)``: a union is not fused with the write after
+            # it, so every block of both went through the object store
+            out = {"recs": recs, "others": others}
+        else:
+            out = {"all": mine}
+        part_uris = [storage.join(scratch, f"part-{name}", k) for k in out]
+        for uri, part in zip(part_uris, out.values()):
+            spill(part, uri, READ_SCHEMA, cfg.ingest.rows_per_file)
         log.info("ingest: %s %s (%.1f s)", name, " + ".join(x for x, on in (("join", needs_join), ("dedup", needs_dedup))
                                                            if on), time.monotonic() - t0)
-        return part_uri
+        return part_uris
 
     # The platforms' shuffles run side by side (threads, each its own Ray Data executions): one
     # after another, each one's start and tail left a core idle (ingest averaged ~1.2 cores
@@ -282,8 +287,8 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     names = sorted(REGISTRY)
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         results = list(pool.map(lambda n: shuffle_platform(n, REGISTRY[n]), names))
-    shuffled = {n for n, uri in zip(names, results) if uri}
-    parts = [uri for uri in results if uri]
+    shuffled = {n for n, uris in zip(names, results) if uris}
+    parts = [uri for uris in results for uri in uris]
     # The final rows, read by one fused read -> write task per file: every platform's raw rows
     # but the records and side data of the shuffled platforms (those went through their join /
     # dedup: their folders are not read again), plus the shuffled platforms' part files.

@@ -68,6 +68,23 @@ def release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+# Rows a Python-level UDF turns into dicts and strings at a time. A task gets a whole file's
+# block (``ingest.rows_per_file``, 20k rows), and a worker keeps the high-water mark of its
+# Python heap; converting the block slice by slice keeps that mark set by this constant, not by
+# the file size (at 100k records the files averaged 9k rows, at 1M 17.5k, and the workers' peak
+# grew with them; bench/README.md, curate Round 7).
+PY_SLICE_ROWS = 2048
+
+
+def by_slices(fn: Callable[[pa.Table], pa.Table], batch: pa.Table, rows: int = 0) -> pa.Table:
+    """``fn`` over ``batch`` in slices of ``rows`` rows (default :data:`PY_SLICE_ROWS`), outputs
+    concatenated: per-row Python work whose peak memory is one slice's, not the block's."""
+    rows = rows or PY_SLICE_ROWS
+    if batch.num_rows <= rows:
+        return fn(batch)
+    return pa.concat_tables([fn(batch.slice(off, rows)) for off in range(0, batch.num_rows, rows)]).combine_chunks()
+
+
 def num_partitions(n_rows: int) -> int:
     """Shuffle partitions for n rows: few on small data (each costs a task), more on big."""
     return partitions_for(n_rows, 50_000, most=256)
