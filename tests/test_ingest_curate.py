@@ -297,6 +297,23 @@ def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):
         ("amazon", "ok", "1"): 1, ("amazon", "quarantine", "0"): 1}
     assert udf(block.slice(0, 0)).num_rows == 0
 
+    # what the read tasks do: rows arrive in chunks and are written as they come, each group
+    # holding at most about rows_per_file rows; the same files and counts result
+    streamed = str(tmp_path / "streamed")
+    sink = ingest._RawSink(streamed, rows_per_file=2)
+    for i in range(block.num_rows):
+        sink.add(block.slice(i, 1))
+        assert all(sum(t.num_rows for t in g) < 2 for g in sink.buffers.values())
+    assert tally(sink.close().to_pylist(), ["platform", "_status", "_has_key"]) == tally(counts.to_pylist(), [
+        "platform", "_status", "_has_key"])
+    for plat in ("reddit", "amazon"):
+        for main in (True, False):
+            a = read_table(ingest.raw_folder(raw, plat, main)).sort_by("record_id")
+            b = read_table(ingest.raw_folder(streamed, plat, main)).sort_by("record_id")
+            assert a.equals(b), (plat, main)
+            files = storage.ls_files(ingest.raw_folder(streamed, plat, main), suffix=".parquet")
+            assert sorted(pq.read_table(f).num_rows for f in files) == got[(plat, main)]
+
 
 def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path):
     """by_key_partition through files (what ingest and curate use): every key's rows reach one

@@ -128,12 +128,27 @@ def read_context(cfg: HumanLLMConfig) -> ReadContext:
 # ----------------------------------------------------------------------------- Ray UDFs
 
 
-def _read_files(batch: pa.Table, ctx: ReadContext) -> Iterator[pa.Table]:
-    """map_batches UDF: each input row is a bin of files; stream their rows out in chunks."""
-    for files, platforms in zip(batch.column("files").to_pylist(), batch.column("platforms").to_pylist()):
-        for uri, platform in zip(files, platforms):
-            yield from _read_one(uri, platform, ctx)
-        release_memory()
+def _read_to_raw(raw_uri: str, rows_per_file: int, ctx: ReadContext) -> Callable[[pa.Table], pa.Table]:
+    """map_batches UDF: each input row is a bin of files; their rows are read in chunks of
+    ``ctx.batch_rows`` and written to the raw scratch as they come (:class:`_RawSink`); the
+    task returns only their counts.
+
+    The reading and the writing are one function, not two fused ``map_batches``: between fused
+    operators Ray Data re-shapes a generator's output into blocks of up to
+    ``target_max_block_size`` (128 MiB), so the writer got (and copied, per platform and
+    status) blocks of that size, the largest thing in the workers at 1M records (~490 MB PSS
+    in one read worker; bench/README.md, curate Round 7). Here a task holds at most about
+    ``rows_per_file`` rows per platform and status group."""
+
+    def udf(batch: pa.Table) -> pa.Table:
+        sink = _RawSink(raw_uri, rows_per_file)
+        for files, platforms in zip(batch.column("files").to_pylist(), batch.column("platforms").to_pylist()):
+            for uri, platform in zip(files, platforms):
+                for chunk in _read_one(uri, platform, ctx):
+                    sink.add(chunk)
+        return sink.close()
+
+    return udf
 
 
 def _read_one(uri: str, platform: str, ctx: ReadContext) -> Iterator[pa.Table]:
@@ -232,14 +247,14 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
              ", ".join(f"{p}: {len(f)}" for p, f in sorted(stamps.items())))
     # One block per bin of files so bins are read in parallel; readers stream their rows out,
     # to scratch files (not the object store: memory stays flat as the input grows), one folder
-    # per platform and status group (see _raw_writer), and return only their counts.
+    # per platform and status group (see _RawSink), and return only their counts.
     scratch = sd.path(SCRATCH)
     raw_uri = storage.join(scratch, "raw")
     storage.rm(raw_uri)
     pre = tally(
         ray.data.from_items(items, override_num_blocks=len(items))
-        .map_batches(_read_files, batch_size=1, batch_format="pyarrow", fn_kwargs={"ctx": ctx})
-        .map_batches(_raw_writer(raw_uri, cfg.ingest.rows_per_file), batch_format="pyarrow").take_all(),
+        .map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow")
+        .take_all(),
         ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
 
@@ -352,34 +367,66 @@ def raw_folder(raw_uri: str, platform: str, main: bool) -> str:
     return storage.join(raw_uri, f"{platform}-{'main' if main else 'other'}")
 
 
-def _raw_writer(raw_uri: str, rows_per_file: int) -> Callable[[pa.Table], pa.Table]:
-    """map_batches UDF after the readers: writes a block of read rows to the raw scratch, split
-    by platform and status group (:func:`raw_folder`) into files of at most ``rows_per_file``
-    rows, and returns its counts by (platform, _status, _has_key): what ``join_dedup_plan``
-    decides on, with no second pass over the rows.
+class _RawSink:
+    """Writes read rows to the raw scratch, split by platform and status group
+    (:func:`raw_folder`) into files of ``rows_per_file`` rows (the last of a group may hold
+    fewer), and counts them by (platform, _status, _has_key): what ``join_dedup_plan`` decides
+    on, with no second pass over the rows.
 
     Split because each platform's shuffle reads only its own records and the final pass skips
     the ones that went through a shuffle: with one mixed folder each of them read every raw row
-    (three full reads at 1M records, where one now reads each row once). Files are named by
-    content, so a retried read task rewrites the same files."""
+    (three full reads at 1M records, where one now reads each row once). It buffers at most
+    about ``rows_per_file`` rows per group. Files are named by content, and the rows come in
+    the same order on every attempt, so a retried read task rewrites the same files."""
 
-    def udf(batch: pa.Table) -> pa.Table:
+    def __init__(self, raw_uri: str, rows_per_file: int):
+        self.raw_uri, self.rows_per_file = raw_uri, max(1, int(rows_per_file))
+        self.buffers: Dict[Tuple[str, bool], List[pa.Table]] = {}
+        self.counts: List[pa.Table] = []
+
+    def add(self, batch: pa.Table) -> None:
         import pyarrow.compute as pc
 
         if not batch.num_rows:
-            return RAW_COUNT_SCHEMA.empty_table()
-        counts = block_counts(_with_key_flag(batch), ["platform", "_status", "_has_key"], RAW_COUNT_SCHEMA)
+            return
+        self.counts.append(block_counts(_with_key_flag(batch), ["platform", "_status", "_has_key"], RAW_COUNT_SCHEMA))
         main = pc.fill_null(pc.is_in(batch.column("_status"), value_set=pa.array(["ok", "aux"])), False)
         for platform in pc.unique(batch.column("platform")).to_pylist():
             mine = pc.equal(batch.column("platform"), platform)
             for is_main, mask in ((True, pc.and_(mine, main)), (False, pc.and_(mine, pc.invert(main)))):
                 rows = batch.filter(pc.fill_null(mask, False))
-                for off in range(0, rows.num_rows, max(1, rows_per_file)):
-                    piece = rows.slice(off, rows_per_file)
-                    write_part(piece, raw_folder(raw_uri, platform, is_main), content_name(piece, _ROW_IDENTITY, "raw"))
-        del batch
+                if rows.num_rows:
+                    group = self.buffers.setdefault((platform, is_main), [])
+                    group.append(rows)
+                    if sum(t.num_rows for t in group) >= self.rows_per_file:
+                        self._write((platform, is_main), whole_files_only=True)
+
+    def _write(self, key: Tuple[str, bool], whole_files_only: bool = False) -> None:
+        rows = pa.concat_tables(self.buffers.pop(key))
+        n, size = rows.num_rows, self.rows_per_file
+        end = n - n % size if whole_files_only else n
+        for off in range(0, end, size):
+            piece = rows.slice(off, min(size, end - off))
+            write_part(piece, raw_folder(self.raw_uri, key[0], key[1]), content_name(piece, _ROW_IDENTITY, "raw"))
+        if end < n:
+            self.buffers[key] = [rows.slice(end)]
         release_memory()
-        return counts
+
+    def close(self) -> pa.Table:
+        """Writes what is buffered; returns the counts of every row added."""
+        for key in sorted(self.buffers):
+            self._write(key)
+        counts, self.counts = self.counts, []
+        return pa.concat_tables(counts) if counts else RAW_COUNT_SCHEMA.empty_table()
+
+
+def _raw_writer(raw_uri: str, rows_per_file: int) -> Callable[[pa.Table], pa.Table]:
+    """A :class:`_RawSink` over one block of read rows, as a map_batches UDF."""
+
+    def udf(batch: pa.Table) -> pa.Table:
+        sink = _RawSink(raw_uri, rows_per_file)
+        sink.add(batch)
+        return sink.close()
 
     return udf
 
