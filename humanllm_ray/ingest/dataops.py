@@ -78,11 +78,12 @@ PY_SLICE_ROWS = 2048
 
 def by_slices(fn: Callable[[pa.Table], pa.Table], batch: pa.Table, rows: int = 0) -> pa.Table:
     """``fn`` over ``batch`` in slices of ``rows`` rows (default :data:`PY_SLICE_ROWS`), outputs
-    concatenated: per-row Python work whose peak memory is one slice's, not the block's."""
+    concatenated: per-row Python work whose peak memory is one slice's, not the block's. The
+    result keeps one chunk per slice (no copy into one buffer per column)."""
     rows = rows or PY_SLICE_ROWS
     if batch.num_rows <= rows:
         return fn(batch)
-    return pa.concat_tables([fn(batch.slice(off, rows)) for off in range(0, batch.num_rows, rows)]).combine_chunks()
+    return pa.concat_tables([fn(batch.slice(off, rows)) for off in range(0, batch.num_rows, rows)])
 
 
 def num_partitions(n_rows: int) -> int:
