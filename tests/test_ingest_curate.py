@@ -280,7 +280,12 @@ def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):
             for i, (p, st, k) in enumerate(spec)]
     block = ischema.to_table(rows)
     raw = str(tmp_path / "raw")
-    udf = ingest._raw_writer(raw, rows_per_file=2)
+
+    def udf(b):  # one read task's block, written and counted
+        sink = ingest._RawSink(raw, rows_per_file=2)
+        sink.add(b)
+        return sink.close()
+
     counts = udf(block)
     udf(block)  # the retry
     got = {}

@@ -420,17 +420,6 @@ class _RawSink:
         return pa.concat_tables(counts) if counts else RAW_COUNT_SCHEMA.empty_table()
 
 
-def _raw_writer(raw_uri: str, rows_per_file: int) -> Callable[[pa.Table], pa.Table]:
-    """A :class:`_RawSink` over one block of read rows, as a map_batches UDF."""
-
-    def udf(batch: pa.Table) -> pa.Table:
-        sink = _RawSink(raw_uri, rows_per_file)
-        sink.add(batch)
-        return sink.close()
-
-    return udf
-
-
 AUX_COLUMNS = ["platform", "record_id", "_key", "_payload", "source_file", "source_line"]
 COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("_status", pa.string()), ("_reason", pa.string()),
                           ("n", pa.int64())])
