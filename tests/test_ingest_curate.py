@@ -203,12 +203,16 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
             assert not (d / stage_dir / "_scratch").exists()
 
 
-def test_record_pass_writer_slices_and_signs_the_passed_rows(demo, tmp_path, monkeypatch):
-    """The record pass converts a block to Python slice by slice (its workers' heap is set by
-    the slice, not the file size) and makes the MinHash signatures of the rows that passed: the
-    rows must not depend on the slicing, the signatures must be exactly dedup's of the passed
-    rows, and a retried task must rewrite the same two files."""
+def test_record_pass_writer_streams_and_signs_the_passed_rows(demo, tmp_path, monkeypatch):
+    """The record pass streams each ingested file a slice at a time (its workers' memory is set
+    by the slice, not the file size) and makes the MinHash signatures of the rows that passed:
+    the rows must not depend on the slicing, the scratch file must hold every row in order, the
+    signatures must be exactly dedup's of the passed rows, and a retried task must rewrite the
+    same two files."""
+    import math
+
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     from humanllm_ray import curate
     from humanllm_ray.curate import dedup
@@ -216,17 +220,24 @@ def test_record_pass_writer_slices_and_signs_the_passed_rows(demo, tmp_path, mon
 
     cfg, root, _ing, _cur = demo
     block = read_table(str(root / "ingested" / "data")).slice(0, 300)
+    src = tmp_path / "ingested" / "part-0.parquet"
+    src.parent.mkdir()
+    pq.write_table(block, src, row_group_size=100)  # several row groups, as a big file has
     whole = curate._record_pass_udf(cfg.curate)(block)
     monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 7)
     sliced = curate._record_pass_udf(cfg.curate)(block)
     assert sliced.num_rows == block.num_rows and sliced.equals(whole)
 
     rec_uri, sig_uri = str(tmp_path / "records"), str(tmp_path / "signatures")
-    writer = curate._record_pass_writer(cfg.curate, rec_uri, sig_uri)
-    counts = writer(block)
-    writer(block)  # a retry
-    assert len(storage.ls_files(rec_uri, suffix=".parquet")) == 1
-    assert len(storage.ls_files(sig_uri, suffix=".parquet")) == 1
+    writer = curate._record_pass_writer(cfg.curate, None, rec_uri, sig_uri)
+    files = pa.table({"path": [str(src)]})
+    counts = writer(files)
+    writer(files)  # a retry
+    rec_files = storage.ls_files(rec_uri, suffix=".parquet")
+    assert len(rec_files) == 1 and len(storage.ls_files(sig_uri, suffix=".parquet")) == 1
+    # streamed: one row group per slice of 7 rows (row groups of 100 do not line up with them)
+    assert pq.ParquetFile(rec_files[0]).metadata.num_row_groups == math.ceil(300 / 7)
+    assert read_table(rec_uri).equals(whole)
     assert sum(counts.column("n").to_pylist()) == block.num_rows
     passed = whole.filter(pc.equal(whole.column("_reason"), ""))
     assert 0 < passed.num_rows < block.num_rows

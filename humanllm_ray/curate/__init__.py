@@ -27,9 +27,9 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, block_counts, by_key_partition, by_slices, content_name, count_by,
-                              partitions_for, read_parquet_files, release_memory, stage_data_context, tally,
-                              write_part)
+from ..ingest.dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, by_slices, content_name,
+                              count_by, file_list_dataset, iter_parquet_slices, parquet_file_list, partitions_for,
+                              read_parquet_files, release_memory, stage_data_context, tally, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -66,14 +66,13 @@ def _fault_hold(marker: str) -> None:
         time.sleep(0.05)
 
 
-def _record_pass_udf(ccfg, hold_marker: Optional[str] = None):
-    """map_batches UDF: filters + cleaning + PII + language for a batch of LogRecords."""
+def _record_pass_udf(ccfg):
+    """map_batches UDF: filters + cleaning + PII + language for a block of LogRecords, slice by
+    slice (the one-process path of bench/curate; the stage streams files, _record_pass_writer)."""
 
     def udf(batch: pa.Table) -> pa.Table:
         import ray
 
-        if hold_marker:
-            _fault_hold(hold_marker)
         # where this batch runs (counted into the report's "nodes"); "" when called outside Ray
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
         return by_slices(lambda piece: _record_pass_rows(ccfg, piece, node_id), batch)
@@ -180,34 +179,51 @@ TIMELINE_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("users", pa.int64
 _IDENTITY = ["source_file", "source_line", "record_id"]
 
 
-def _record_pass_writer(ccfg, scratch_uri: str, signatures_uri: str, hold_marker: Optional[str] = None):
-    """map_batches UDF: the record pass over one ingested file's block, written to one scratch
-    file, and the MinHash signatures of the block's rows that passed (``dedup.signatures_udf``)
-    to another, returning only the block's counts by (platform, _reason, _node).
+def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_marker: Optional[str] = None):
+    """map_batches UDF over the list of ingested files (``dataops.file_list_dataset``): the
+    record pass over each file, streamed a slice of ``PY_SLICE_ROWS`` rows at a time, its rows
+    written to one scratch file and the MinHash signatures of those that passed
+    (``dedup.signature_rows``) to another; returns only the counts by (platform, _reason, _node).
 
-    The signatures are made here, from the rows in hand, rather than by a pass of their own over
-    the records scratch: that pass re-read and re-converted every passed row and paid its own
-    start and tail (bench/README.md, curate Round 7). Files are named by content: a retried
-    task overwrites them."""
+    Streaming: a task holds one slice of decoded rows and the two writers' current row group,
+    not the file (a whole-file block made each worker's high-water mark grow with the files'
+    size, ``ingest.rows_per_file``: bench/README.md, curate Round 8). The signatures are made
+    here, from the rows in hand, rather than by a pass of their own over the records scratch
+    (Round 7). Both files are named after the input file: a retried task overwrites them."""
+    import hashlib
+
     import pyarrow.compute as pc
 
-    record_pass = _record_pass_udf(ccfg, hold_marker)
-    signatures = dedup.signatures_udf(ccfg.minhash_num_perm, dedup.ORD_MASK)  # the mask as set now (tests narrow it)
+    mask = dedup.ORD_MASK  # as set now, in the driver (tests narrow it)
+
+    def one_file(path: str) -> pa.Table:
+        import ray
+
+        if hold_marker:
+            _fault_hold(hold_marker)
+        # where this file runs (counted into the report's "nodes"); "" when called outside Ray
+        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+        stem = hashlib.sha1(path.encode("utf-8", "replace")).hexdigest()[:24]
+        counts = []
+        with PartWriter(scratch_uri, f"records-{stem}.parquet", WORK_SCHEMA) as records, \
+                PartWriter(signatures_uri, f"signatures-{stem}.parquet", dedup.SIG_SCHEMA) as signatures:
+            for piece in iter_parquet_slices(path, fs, LOG_RECORD_SCHEMA):
+                work = _record_pass_rows(ccfg, piece, node_id)
+                records.write(work)
+                passed = work.filter(pc.equal(work.column("_reason"), ""))
+                if passed.num_rows:
+                    signatures.write(dedup.signature_rows(passed, ccfg.minhash_num_perm, mask))
+                counts.append(block_counts(work, ["platform", "_reason", "_node"], PASS_COUNT_SCHEMA))
+                del work, passed, piece
+        if not counts:
+            return PASS_COUNT_SCHEMA.empty_table()
+        return pa.concat_tables(counts)
 
     def udf(batch: pa.Table) -> pa.Table:
-        work = record_pass(batch)
-        if not work.num_rows:
-            return PASS_COUNT_SCHEMA.empty_table()
-        write_part(work, scratch_uri, content_name(work, _IDENTITY, "records"))
-        passed = work.filter(pc.equal(work.column("_reason"), ""))
-        if passed.num_rows:
-            sig = signatures(passed)
-            write_part(sig, signatures_uri, content_name(sig, ["record_id"], "signatures"))
-            del sig
-        counts = block_counts(work, ["platform", "_reason", "_node"], PASS_COUNT_SCHEMA)
-        del work, batch, passed
+        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()])
+        del batch
         release_memory()
-        return counts
+        return out
 
     return udf
 
@@ -274,18 +290,15 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
     return stage.run_stage("curate", out_uri, body, fingerprint=fingerprint, inputs=[in_uri])
 
 
-def _read_records(in_uri: str):
-    data_uri = storage.join(in_uri, "data")
-    if not storage.ls_files(data_uri, suffix=".parquet"):
-        return None
-    # one block per ingested file: the record pass runs one task per file (ingest.rows_per_file)
-    return read_parquet_files(data_uri, LOG_RECORD_SCHEMA)
+def _ingested_files(in_uri: str):
+    """(paths, pyarrow filesystem) of the ingested Parquet files; no paths when there are none."""
+    return parquet_file_list([storage.join(in_uri, "data")])
 
 
 def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.StageResult:
     ccfg = cfg.curate
-    ds = _read_records(in_uri)
-    if ds is None:
+    files, fs = _ingested_files(in_uri)
+    if not files:
         log.warning("curate: no ingested records under %s", in_uri)
         return stage.StageResult(rows_in=0, rows_out=0, extra={"users": 0, "timelines": 0, "nodes": {}})
     t0 = time.monotonic()
@@ -299,12 +312,11 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # system failures without limit; ray/data/_internal/remote_fn.py), so nothing is set here.
     hold = sd.path(*FAULT_HOLD)
     hold = hold if storage.exists(hold) else None
-    # batch_size=None: the whole file's block per call. A batch size would make Ray bundle that
-    # many rows of the fused file-list input (one row per file) into one task: all files, one core.
+    # One task per ingested file (batch_size=1), which it streams: see _record_pass_writer.
     signatures_uri = storage.join(scratch, "dedup", "signatures")
-    pass_counts = tally(ds.map_batches(_record_pass_writer(ccfg, records_uri, signatures_uri, hold),
-                                       batch_format="pyarrow", batch_size=None).take_all(),
-                        ["platform", "_reason", "_node"])
+    pass_counts = tally(file_list_dataset(files).map_batches(
+        _record_pass_writer(ccfg, fs, records_uri, signatures_uri, hold), batch_size=1,
+        batch_format="pyarrow").take_all(), ["platform", "_reason", "_node"])
     in_counts: Dict[str, int] = {}
     nodes: Dict[str, int] = {}  # records processed by the record pass per Ray node (the spread)
     for (p, _r, node), n in pass_counts.items():

@@ -120,27 +120,31 @@ def ord_of(uid: str, mask: int = ORD_MASK) -> int:
 
 
 def signatures_udf(num_perm: int, ord_mask: Optional[int] = None):
-    mask = ORD_MASK if ord_mask is None else ord_mask
+    """map_batches UDF: :func:`signature_rows` over a block, slice by slice."""
 
     def udf(batch: pa.Table) -> pa.Table:
-        out = by_slices(rows, batch)
+        out = by_slices(lambda piece: signature_rows(piece, num_perm, ord_mask), batch)
         del batch
         release_memory()
         return out
 
-    def rows(batch: pa.Table) -> pa.Table:
-        cols = {c: batch.column(c).to_pylist()
-                for c in ("record_id", "source_file", "source_line", "timestamp", "platform", "kind", "title", "text")}
-        uids = [row_uid(r, f, ln) for r, f, ln in zip(cols["record_id"], cols["source_file"], cols["source_line"])]
-        hashes, sigs = [], []
-        for p, k, t, x in zip(cols["platform"], cols["kind"], cols["title"], cols["text"]):
-            norm = normalize_for_hash(body_of(p or "", k or "", t or "", x or ""))
-            hashes.append(exact_hash(norm))
-            sigs.append(signature(norm, num_perm).tobytes())
-        return pa.table({"record_id": uids, "timestamp": cols["timestamp"], "_hash": hashes,
-                         "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
-
     return udf
+
+
+def signature_rows(batch: pa.Table, num_perm: int, ord_mask: Optional[int] = None) -> pa.Table:
+    """``SIG_SCHEMA`` rows of a batch of records: uid, timestamp, exact hash, MinHash signature
+    and ``_ord`` (``ord_mask`` default: :data:`ORD_MASK` as it is at call time; tests narrow it)."""
+    mask = ORD_MASK if ord_mask is None else ord_mask
+    cols = {c: batch.column(c).to_pylist()
+            for c in ("record_id", "source_file", "source_line", "timestamp", "platform", "kind", "title", "text")}
+    uids = [row_uid(r, f, ln) for r, f, ln in zip(cols["record_id"], cols["source_file"], cols["source_line"])]
+    hashes, sigs = [], []
+    for p, k, t, x in zip(cols["platform"], cols["kind"], cols["title"], cols["text"]):
+        norm = normalize_for_hash(body_of(p or "", k or "", t or "", x or ""))
+        hashes.append(exact_hash(norm))
+        sigs.append(signature(norm, num_perm).tobytes())
+    return pa.table({"record_id": uids, "timestamp": cols["timestamp"], "_hash": hashes,
+                     "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
 
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

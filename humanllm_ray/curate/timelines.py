@@ -78,34 +78,47 @@ def build_tables(tbl: pa.Table, min_records: int, max_tokens: int,
     """One shuffle partition's qualified records (every record of each user it holds) ->
     (timelines as ``TIMELINE_SCHEMA`` rows, quarantine rows of the rejected users' records).
 
-    Columnar on purpose: the partition is sorted and sliced as Arrow arrays and the records
-    list is assembled from offsets, so a partition costs about its Arrow size in memory rather
-    than a Python dict per record (the peak of the stage at 1M records). Only the per-user
-    decisions (too few records, ``bot_like``, chunk cuts) loop in Python, over users and
-    integer token counts."""
+    Columnar on purpose: the partition's sort order is computed as indices, user boundaries and
+    token counts in numpy, and the records list is assembled from offsets, taking the kept rows
+    one column at a time. A partition then costs about its Arrow size plus one column in
+    flight, not a sorted copy of the whole partition, a filtered copy of that and a Python
+    object per record (the timelines step held the 1M-record run's peak: bench/README.md,
+    curate Round 8). Only the per-user decisions (too few records, ``bot_like``, chunk cuts)
+    loop in Python, over users and integer token counts; ``bot_like`` gets one user's texts at
+    a time."""
     import numpy as np
     import pyarrow.compute as pc
 
     if tbl.num_rows == 0:
         return TIMELINE_SCHEMA.empty_table(), QUARANTINE_SCHEMA.empty_table()
-    t = tbl.sort_by([("user_id", "ascending"), ("timestamp", "ascending"), ("record_id", "ascending")])
-    n = t.num_rows
-    users = pc.fill_null(t.column("user_id"), "").combine_chunks()
+    n = tbl.num_rows
+    order = pc.sort_indices(tbl.select(["user_id", "timestamp", "record_id"]),
+                            sort_keys=[("user_id", "ascending"), ("timestamp", "ascending"),
+                                       ("record_id", "ascending")])
+
+    def sorted_col(name: str) -> pa.Array:
+        col = tbl.column(name).take(order)
+        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+    users = pc.fill_null(sorted_col("user_id"), "")
     if n > 1:
         change = pc.not_equal(users.slice(1), users.slice(0, n - 1)).to_numpy(zero_copy_only=False)
         starts = np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
     else:
         starts = np.zeros(1, np.int64)
     ends = np.append(starts[1:], n)
-    platforms = pc.fill_null(t.column("platform"), "").take(pa.array(starts)).to_pylist()
+    first_rows = order.take(pa.array(starts))
+    platforms = pc.fill_null(tbl.column("platform").take(first_rows), "").to_pylist()
     user_ids = users.take(pa.array(starts)).to_pylist()
-    ts = pc.fill_null(t.column("timestamp"), 0).to_numpy().astype(np.int64)
-    texts = pc.fill_null(t.column("text"), "").to_pylist() if bot_cfg is not None else None
+    del users
+    ts = pc.fill_null(sorted_col("timestamp"), 0).to_numpy().astype(np.int64)
     tokens = np.ones(n, np.int64)  # approx_tokens: chars / 4 of title + text + context, + 1
     chars = np.zeros(n, np.int64)
     for c in ("title", "text", "context"):
-        chars += pc.fill_null(pc.utf8_length(t.column(c)), 0).to_numpy().astype(np.int64)
+        chars += pc.fill_null(pc.utf8_length(tbl.column(c)), 0).combine_chunks().take(order).to_numpy(
+            zero_copy_only=False).astype(np.int64)
     tokens += chars // 4
+    texts = pc.fill_null(sorted_col("text"), "")  # also the records' text column below
 
     keep = np.zeros(n, bool)
     offsets = [0]  # chunk boundaries within the kept rows
@@ -121,7 +134,7 @@ def build_tables(tbl: pa.Table, min_records: int, max_tokens: int,
         if cnt < min_records:
             reason, why = "too_few_records_user", f"user has {cnt} qualified records < {min_records}"
         elif bot_cfg is not None:
-            why = bot_like(platforms[u], ts[s:e].tolist(), texts[s:e], bot_cfg)
+            why = bot_like(platforms[u], ts[s:e].tolist(), texts.slice(s, cnt).to_pylist(), bot_cfg)
             reason = "bot_like_user" if why else ""
         if why:
             q_index.append(np.arange(s, e))
@@ -137,15 +150,23 @@ def build_tables(tbl: pa.Table, min_records: int, max_tokens: int,
             tl_platform.append(platforms[u])
             tl_chunk.append(i)
 
-    kept = t.filter(pa.array(keep))
+    kept_at = pa.array(np.flatnonzero(keep))
+    kept_rows = order.take(kept_at)
     arrays = []
-    for f in RECORD_STRUCT:
-        col = kept.column(f.name).combine_chunks().cast(f.type)
+    for f in RECORD_STRUCT:  # one column in flight at a time
+        if f.name == "text":
+            col = texts.take(kept_at)
+        else:
+            col = tbl.column(f.name).take(kept_rows)
+            col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        col = col.cast(f.type)
         if pa.types.is_string(f.type):
             col = pc.fill_null(col, "")
         arrays.append(col)
+    del texts
     records = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
                                        pa.StructArray.from_arrays(arrays, fields=list(RECORD_STRUCT)))
+    del arrays
     off = np.asarray(offsets, np.int64)
     timelines = pa.table({"user_id": pa.array(tl_user, pa.string()), "platform": pa.array(tl_platform, pa.string()),
                           "chunk": pa.array(tl_chunk, pa.int64()), "n_records": pa.array(off[1:] - off[:-1]),
@@ -153,7 +174,8 @@ def build_tables(tbl: pa.Table, min_records: int, max_tokens: int,
 
     if not q_index:
         return timelines, QUARANTINE_SCHEMA.empty_table()
-    rej = t.take(pa.array(np.concatenate(q_index)))
+    rej = tbl.select(["platform", "source_file", "source_line", "record_id", "user_id"]).take(
+        order.take(pa.array(np.concatenate(q_index))))
     m = rej.num_rows
     quarantine = pa.table({
         "stage": pa.array(["curate"] * m, pa.string()), "reason": pa.array(q_reason, pa.string()),

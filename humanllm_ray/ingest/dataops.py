@@ -376,18 +376,85 @@ def read_parquet_files(uri: str, schema: pa.Schema):
     return read_parquet_sources([uri], schema)
 
 
+def parquet_file_list(uris: List[str]):
+    """The Parquet files under the folders ``uris`` (one filesystem): (paths as pyarrow takes
+    them, that pyarrow filesystem or None for local paths)."""
+    from .. import storage
+
+    paths = [storage.arrow_fs(f)[0] for uri in uris for f in storage.ls_files(uri, suffix=".parquet")]
+    return paths, (storage.arrow_fs(uris[0])[1] if uris else None)
+
+
+def file_list_dataset(paths: List[str]):
+    """A Dataset of one row (``path``) per file, one block each: the input of a map that reads
+    its file itself, one task per file (map it with ``batch_size=1``; see
+    :func:`read_parquet_files` for the trap)."""
+    import ray
+
+    return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
+
+
+def iter_parquet_slices(path: str, fs, schema: pa.Schema, rows: int = 0):
+    """The rows of one Parquet file, ``rows`` at a time (default :data:`PY_SLICE_ROWS`): the
+    columns of ``schema``, cast to it. A task that streams its file this way holds one slice of
+    decoded rows (plus a row group's compressed pages), not the file: its memory is the same
+    whatever ``ingest.rows_per_file`` made the file's size."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path, filesystem=fs)
+    for rb in pf.iter_batches(batch_size=rows or PY_SLICE_ROWS, columns=schema.names):
+        yield pa.Table.from_batches([rb]).cast(schema)
+
+
+class PartWriter:
+    """One Parquet file ``{uri}/{name}`` written a table at a time (each a row group): the
+    streaming counterpart of :func:`write_part`. The file is created at the first non-empty
+    table, so a task with no rows writes nothing; a retried task opens the same name and
+    overwrites what its dead attempt left."""
+
+    def __init__(self, uri: str, name: str, schema: pa.Schema):
+        self.uri, self.name, self.schema = uri, name, schema
+        self.rows = 0
+        self._writer = None
+
+    def write(self, table: pa.Table) -> None:
+        import os
+
+        import pyarrow.parquet as pq
+
+        from .. import storage
+
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            path, fs = storage.arrow_fs(self.uri)
+            if fs is None:
+                os.makedirs(path, exist_ok=True)
+            self._writer = pq.ParquetWriter(f"{path.rstrip('/')}/{self.name}", self.schema, filesystem=fs)
+        self._writer.write_table(table.cast(self.schema))
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> "PartWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def read_parquet_sources(uris: List[str], schema: pa.Schema):
     """:func:`read_parquet_files` over several folders at once: one Dataset, one block per file,
     so a map after it is fused with the read (a ``union`` of per-folder Datasets would not be;
     every block would go through the object store). The folders share one filesystem."""
     import ray
 
-    from .. import storage
-
-    items = [{"path": storage.arrow_fs(f)[0]} for uri in uris for f in storage.ls_files(uri, suffix=".parquet")]
+    items, fs = parquet_file_list(uris)
     if not items:
         return ray.data.from_arrow(schema.empty_table())
-    _, fs = storage.arrow_fs(uris[0])
 
     def read(batch: pa.Table) -> pa.Table:
         import pyarrow.parquet as pq
@@ -396,5 +463,4 @@ def read_parquet_sources(uris: List[str], schema: pa.Schema):
                   for path in batch.column("path").to_pylist()]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        read, batch_size=1, batch_format="pyarrow")
+    return file_list_dataset(items).map_batches(read, batch_size=1, batch_format="pyarrow")
