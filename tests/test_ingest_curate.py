@@ -246,6 +246,43 @@ def test_record_pass_writer_streams_and_signs_the_passed_rows(demo, tmp_path, mo
     assert got.num_rows == passed.num_rows and got.equals(want.cast(got.schema))
 
 
+def test_split_kept_writer_streams_like_the_block_udf(demo, tmp_path, monkeypatch):
+    """The timelines shuffle's map side streams each records-scratch file a slice at a time: the
+    qualified rows it returns and the rejected rows (filters and duplicates) it quarantines must
+    be exactly those of the one-block UDF, in one quarantine file that a retry rewrites."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from humanllm_ray import curate
+    from humanllm_ray.curate import dedup
+    from humanllm_ray.ingest import dataops
+
+    cfg, root, _ing, _cur = demo
+    work = curate._record_pass_udf(cfg.curate)(read_table(str(root / "ingested" / "data")).slice(0, 300))
+    src = tmp_path / "records" / "records-0.parquet"
+    src.parent.mkdir()
+    pq.write_table(work, src, row_group_size=64)
+    passed = work.filter(pc.equal(work.column("_reason"), ""))
+    uids = [dedup.row_uid(r, f, ln) for r, f, ln in zip(*(passed.column(c).to_pylist() for c in dedup.UID_COLUMNS))]
+    drops = dedup.drop_table(pa.array(uids[:6]), pa.array(uids[6:12]), np.array([True, False] * 3))
+
+    want = curate._split_kept_udf(drops, str(tmp_path / "q-block"))(work)
+    monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 7)
+    writer = curate._split_kept_writer(drops, None, str(tmp_path / "q-stream"))
+    files = pa.table({"path": [str(src)]})
+    got = writer(files)
+    assert writer(files).equals(got)  # a retry
+    assert got.num_rows == passed.num_rows - 6 and got.equals(want.cast(got.schema))
+    assert len(storage.ls_files(str(tmp_path / "q-stream"), suffix=".parquet")) == 1
+    keys = [("source_file", "ascending"), ("source_line", "ascending")]
+    q_stream = read_table(str(tmp_path / "q-stream")).sort_by(keys)
+    q_block = read_table(str(tmp_path / "q-block")).sort_by(keys)
+    assert q_stream.num_rows == work.num_rows - got.num_rows
+    assert q_stream.to_pylist() == q_block.cast(q_stream.schema).to_pylist()
+    assert {"exact_duplicate", "near_duplicate"} <= set(q_stream.column("reason").to_pylist())
+
+
 def test_final_writer_retry_rewrites_same_files(tmp_path):
     """Ingest's one-pass writer names its files after the block's rows: a task Ray retries
     (worker killed after writing) overwrites its own files instead of adding copies, and the

@@ -229,10 +229,10 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
 
 
 def _split_kept_udf(drops, quarantine_uri: str):
-    """map_batches UDF over record-pass results: marks duplicates, writes the block's rejected
-    records (filters, duplicates) to ``_quarantine/`` and returns the qualified records, only
-    the columns the timelines step needs. This is the map side of the timelines shuffle, so
-    the records scratch is read once here rather than once per output."""
+    """map_batches UDF over a block of record-pass results (bench/curate's one-process path;
+    the stage streams files, :func:`_split_kept_writer`): marks duplicates, writes the block's
+    rejected records (filters, duplicates) to ``_quarantine/`` and returns the qualified
+    records, only the columns the timelines step needs."""
     import pyarrow.compute as pc
 
     mark = _mark_dups_udf(drops)
@@ -248,6 +248,43 @@ def _split_kept_udf(drops, quarantine_uri: str):
         return out
 
     return udf
+
+
+def _split_kept_writer(drops, fs, quarantine_uri: str):
+    """map_batches UDF over the records scratch's file list (``dataops.file_list_dataset``): the
+    map side of the timelines shuffle. Each file is streamed a slice at a time: duplicates
+    marked, rejected records (filters, duplicates) written to one ``_quarantine/`` file named
+    after the scratch file (a retry overwrites it), and the qualified records returned, only
+    the columns the timelines step needs. The task holds one slice of the file's rows and the
+    qualified rows' narrow columns, not the file's whole block (bench/README.md, curate Round 8)."""
+    import posixpath
+
+    import pyarrow.compute as pc
+
+    mark = _mark_dups_udf(drops)
+
+    def one_file(path: str) -> pa.Table:
+        name = "rejected-" + posixpath.basename(path)
+        kept = []
+        with PartWriter(quarantine_uri, name, timelines.QUARANTINE_SCHEMA) as quarantine:
+            for piece in iter_parquet_slices(path, fs, WORK_SCHEMA):
+                piece = mark(piece)
+                ok = pc.equal(piece.column("_reason"), "")
+                quarantine.write(_work_to_quarantine(piece.filter(pc.invert(ok))))
+                kept.append(piece.filter(ok).select(timelines.INPUT_COLUMNS))
+                del piece
+        return pa.concat_tables(kept).combine_chunks() if kept else _KEPT_SCHEMA.empty_table()
+
+    def udf(batch: pa.Table) -> pa.Table:
+        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()])
+        del batch
+        release_memory()
+        return out
+
+    return udf
+
+
+_KEPT_SCHEMA = pa.schema([WORK_SCHEMA.field(c) for c in timelines.INPUT_COLUMNS])
 
 
 def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str):
@@ -326,7 +363,6 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     n_pass = sum(n for (_p, r, _node), n in pass_counts.items() if r == "")
     log.info("curate: record pass: %d records, %d passed the record rules (%.1f s)", n_in, n_pass,
              time.monotonic() - t0)
-    work = read_parquet_files(records_uri, WORK_SCHEMA)
 
     # 2. duplicates among the records that passed
     drops = dedup.DROP_SCHEMA.empty_table()
@@ -346,7 +382,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     import ray
 
     n_kept = n_pass - n_dropped
-    kept = work.map_batches(_split_kept_udf(ray.put(drops), sd.quarantine_uri), batch_format="pyarrow")
+    # the records scratch streamed file by file (one task each; see _split_kept_writer)
+    work_files, work_fs = parquet_file_list([records_uri])
+    kept = file_list_dataset(work_files).map_batches(_split_kept_writer(ray.put(drops), work_fs, sd.quarantine_uri),
+                                                     batch_size=1, batch_format="pyarrow")
     del drops
     tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",

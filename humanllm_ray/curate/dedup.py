@@ -53,10 +53,12 @@ SIG_SCHEMA = pa.schema(
 )
 BAND_SCHEMA = pa.schema([("bkey", pa.uint64()), ("_ord", pa.uint64()), ("timestamp", pa.int64())])
 EDGE_SCHEMA = pa.schema([("a", pa.uint64()), ("b", pa.uint64()), ("n", pa.int64())])
-# Band rows per shuffle partition: 24 bytes a row, so ~24 MB, and ~0.3 s of edges_fn. The
-# 50k rows of ``num_partitions`` (sized for record rows of ~1 KB) made 235 partitions of 1.2 MB
-# at 1M records, each a Ray task whose fixed cost outweighed its work.
-BAND_ROWS_PER_PARTITION = 1_000_000
+# Band rows per shuffle partition: 24 bytes a row, so ~12 MB, and ~0.15 s of edges_fn (whose
+# sort keys and orders take ~4x the partition). The 50k rows of ``num_partitions`` (sized for
+# record rows of ~1 KB) made 235 partitions of 1.2 MB at 1M records, each a Ray task whose
+# fixed cost outweighed its work; 1M rows made the reduce workers the peak of dedup at 1M
+# records (~315 MB each; bench/README.md, curate Round 8).
+BAND_ROWS_PER_PARTITION = 500_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
 # ORD_MASK to force ord collisions and checks they never cause a wrong drop. Read when the
