@@ -151,3 +151,8 @@ def test_drop_table_lookup_confirms_every_key_hit_on_the_uid():
     at, _ = dedup.find_drops(both, [stranger, drop_uids[0]])
     assert at.tolist() == [1]
     assert dedup.find_drops(dedup.DROP_SCHEMA.empty_table(), batch)[0].size == 0
+
+    # the driver hashes an Arrow array of uids in pieces: same keys as the list, across pieces
+    many = [dedup.row_uid(f"m{i}", "f.jsonl", i) for i in range(20_000)]
+    assert (dedup.drop_key(pa.array(many)) == dedup.drop_key(many)).all()
+    assert (dedup.drop_key(pa.chunked_array([many[:5], many[5:]])) == dedup.drop_key(many)).all()

@@ -374,22 +374,32 @@ _FULL = 0xFFFFFFFFFFFFFFFF
 
 
 def drop_key(uids) -> np.ndarray:
-    """The uint64 ``key`` of each row uid (see :data:`DROP_SCHEMA`)."""
+    """The uint64 ``key`` of each row uid (see :data:`DROP_SCHEMA`): a list, or an Arrow string
+    array, which is read 8,192 uids at a time (the driver builds the drop table from it
+    without a Python string per dropped row at once)."""
+    if isinstance(uids, (pa.Array, pa.ChunkedArray)):
+        n = len(uids)
+        out = np.empty(n, np.uint64)
+        for s in range(0, n, 8192):
+            part = uids.slice(s, 8192).to_pylist()
+            out[s:s + len(part)] = drop_key(part)
+        return out
     return np.fromiter((ord_of(u, _FULL) for u in uids), dtype=np.uint64, count=len(uids))
 
 
 def drop_table(drop_uids: pa.Array, keep_uids: pa.Array, same_text: np.ndarray) -> pa.Table:
     """The :data:`DROP_SCHEMA` table for dropped rows, their keepers, and whether each has the
-    keeper's exact normalized text."""
-    uids = drop_uids.to_pylist()
-    keys = drop_key(uids)
-    order = np.argsort(keys, kind="stable")
-    idx = pa.array(order)
-    reason = np.where(same_text, "exact_duplicate", "near_duplicate")
-    detail = ["duplicate of " + uid_record_id(k) for k in keep_uids.to_pylist()]
-    return pa.table({"key": pa.array(keys[order], pa.uint64()), "uid": pa.array(uids, pa.string()).take(idx),
-                     "reason": pa.array(reason, pa.string()).take(idx),
-                     "detail": pa.array(detail, pa.string()).take(idx)}, schema=DROP_SCHEMA)
+    keeper's exact normalized text. Built with Arrow kernels: the reason and the "duplicate of
+    <keeper's record_id>" detail are never Python strings."""
+    keys = drop_key(drop_uids)
+    idx = pa.array(np.argsort(keys, kind="stable"))
+    reason = pc.if_else(pa.array(np.asarray(same_text, bool)), pa.scalar("exact_duplicate"),
+                        pa.scalar("near_duplicate"))
+    keeper_rid = pc.list_element(pc.split_pattern(keep_uids, "\x1f", max_splits=1), 0)  # uid_record_id
+    detail = pc.binary_join_element_wise(pa.scalar("duplicate of "), keeper_rid, pa.scalar(""))
+    return pa.table({"key": pa.array(keys, pa.uint64()).take(idx), "uid": drop_uids.take(idx).cast(pa.string()),
+                     "reason": reason.take(idx).cast(pa.string()), "detail": detail.take(idx).cast(pa.string())},
+                    schema=DROP_SCHEMA)
 
 
 def find_drops(drops: pa.Table, uids: List[str]) -> Tuple[np.ndarray, np.ndarray]:
@@ -437,9 +447,6 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     replaces ``ds``; else they are made from ``ds`` here and, with ``scratch_uri``, streamed to
     Parquet there and read back (flat memory), or without it materialized (bench/curate's
     one-process path)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     num_perm, bands = ccfg.minhash_num_perm, ccfg.minhash_bands
     if signatures is not None:
         sig = signatures
@@ -488,6 +495,25 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     if not pairs.num_rows:
         return DROP_SCHEMA.empty_table(), {"candidate_links": n_candidates, "verified_links": 0}
 
+    drops, n_verified, n_exact = drops_from_pairs(pairs)
+    del pairs
+    stats = {"candidate_links": n_candidates, "verified_links": n_verified}
+    if n_exact:
+        stats["exact_duplicate"] = n_exact
+    if drops.num_rows - n_exact:
+        stats["near_duplicate"] = int(drops.num_rows - n_exact)
+    log.info("dedup: %d candidate links, %d verified, %d records dropped (%s)", n_candidates, n_verified,
+             drops.num_rows, _mem())
+    return drops, stats
+
+
+def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:
+    """(the drop table, distinct verified links, exact duplicates among the drops) from the
+    verified row pairs (:data:`PAIR_SCHEMA`): the connected components of the pairs' graph,
+    each keeping its earliest row (then the smallest uid) and dropping the rest."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     # Columnar from here: row indices are the dictionary indices of the verified rows' uids.
     n = pairs.num_rows
     enc = pc.dictionary_encode(pa.chunked_array(pairs.column("uid_a").chunks + pairs.column("uid_b").chunks)
@@ -504,7 +530,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     hash_id = np.zeros(m, np.int64)
     hash_id[ia] = henc[:n]
     hash_id[ib] = henc[n:]
-    del pairs, enc, henc
+    del enc, henc
     p = np.unique(np.stack([np.minimum(ia, ib), np.maximum(ia, ib)], axis=1), axis=0)
     va, vb = p[:, 0], p[:, 1]
 
@@ -525,12 +551,4 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     drop_rows, keep_rows = order[dropped_pos], keeper_of[dropped_pos]
     same = hash_id[drop_rows] == hash_id[keep_rows]
     drops = drop_table(uid_col.take(pa.array(drop_rows)), uid_col.take(pa.array(keep_rows)), same)
-    n_exact = int(same.sum())
-    stats = {"candidate_links": n_candidates, "verified_links": int(len(va))}
-    if n_exact:
-        stats["exact_duplicate"] = n_exact
-    if len(same) - n_exact:
-        stats["near_duplicate"] = int(len(same) - n_exact)
-    log.info("dedup: %d candidate links, %d verified, %d records dropped (%s)", n_candidates, len(va),
-             drops.num_rows, _mem())
-    return drops, stats
+    return drops, int(len(va)), int(same.sum())
