@@ -121,6 +121,18 @@ def test_edges_link_members_to_the_earliest():
     assert dedup.edges_fn(df.iloc[:0]).num_rows == 0
 
 
+def test_distinct_links_fn_merges_a_pair_from_several_bands():
+    """The links shuffle (keyed by ``a``) gets a pair once per band partition that linked it:
+    it keeps each (a, b) once and sums the bucket links it stands for, so the candidate count
+    is the same as before the shuffle."""
+    part = pa.table({"a": pa.array([10, 20, 10, 10, 50], pa.uint64()), "b": pa.array([20, 30, 20, 40, 50], pa.uint64()),
+                     "n": pa.array([2, 1, 3, 1, 1], pa.int64())})
+    out = dedup.distinct_links_fn(part)
+    rows = sorted(zip(*(out.column(c).to_pylist() for c in ("a", "b", "n"))))
+    assert rows == [(10, 20, 5), (10, 40, 1), (20, 30, 1), (50, 50, 1)]
+    assert out.schema == dedup.EDGE_SCHEMA and dedup.distinct_links_fn(part.slice(0, 0)).num_rows == 0
+
+
 def test_drop_table_lookup_confirms_every_key_hit_on_the_uid():
     """The drop list curate ships to its tasks (dedup.DROP_SCHEMA, sorted by a 64-bit hash of
     the row uid): a row is marked only when its uid is in the table, so a hash collision with

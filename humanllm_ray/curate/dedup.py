@@ -59,6 +59,9 @@ EDGE_SCHEMA = pa.schema([("a", pa.uint64()), ("b", pa.uint64()), ("n", pa.int64(
 # fixed cost outweighed its work; 1M rows made the reduce workers the peak of dedup at 1M
 # records (~315 MB each; bench/README.md, curate Round 8).
 BAND_ROWS_PER_PARTITION = 500_000
+# Records per partition of the distinct-links shuffle: its rows are per-band-partition
+# distinct candidate pairs, ~0.6 a record at 1M records (24 bytes each), so ~15 MB a partition.
+LINK_RECORDS_PER_PARTITION = 1_000_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
 # ORD_MASK to force ord collisions and checks they never cause a wrong drop. Read when the
@@ -231,24 +234,38 @@ def edges_fn(df) -> pa.Table:
                      "n": pa.array(counts.astype(np.int64), pa.int64())}, schema=EDGE_SCHEMA)
 
 
-def _distinct_links(edges) -> Tuple[np.ndarray, np.ndarray, int]:
-    """Distinct (a, b) ord links, unordered, as two uint64 arrays; and the candidate count."""
-    pairs = []
+def distinct_links_fn(part: pa.Table) -> pa.Table:
+    """by_key_partition hook over edge rows keyed by ``a``: the partition's distinct (a, b)
+    pairs, with the bucket links each stands for summed. A pair linked in several bands comes
+    from several band partitions, but always with the same ``a`` (edges_fn orders each pair),
+    so it lands in one partition here and the pairs of all partitions are distinct."""
+    if not part.num_rows:
+        return EDGE_SCHEMA.empty_table()
+    a = part.column("a").to_numpy().astype(np.uint64)
+    b = part.column("b").to_numpy().astype(np.uint64)
+    n = part.column("n").to_numpy().astype(np.int64)
+    pairs, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=n, minlength=len(pairs)).astype(np.int64)
+    return pa.table({"a": pa.array(pairs[:, 0], pa.uint64()), "b": pa.array(pairs[:, 1], pa.uint64()),
+                     "n": pa.array(counts, pa.int64())}, schema=EDGE_SCHEMA)
+
+
+def _distinct_links(links) -> Tuple[np.ndarray, np.ndarray, int]:
+    """The distinct (a, b) ord links (rows of :func:`distinct_links_fn`'s partitions) as two
+    uint64 arrays, and the candidate count. The driver only concatenates: the links arrive
+    distinct, so it holds 16 bytes per distinct link and no sort of all the candidates."""
+    a_parts, b_parts = [], []
     n_candidates = 0
-    for batch in edges.iter_batches(batch_format="pyarrow", batch_size=262_144):
+    for batch in links.iter_batches(batch_format="pyarrow", batch_size=None):
         if not batch.num_rows:
             continue
         n_candidates += int(pc.sum(batch.column("n")).as_py() or 0)
-        a = batch.column("a").to_numpy(zero_copy_only=False).astype(np.uint64)
-        b = batch.column("b").to_numpy(zero_copy_only=False).astype(np.uint64)
-        p = np.stack([a, b], axis=1)  # edges_fn emits a <= b
-        # collapse per batch as it arrives: a near-duplicate pair is linked once per shared band
-        pairs.append(np.unique(p, axis=0))
-    if not pairs:
+        a_parts.append(batch.column("a").to_numpy().astype(np.uint64))
+        b_parts.append(batch.column("b").to_numpy().astype(np.uint64))
+    if not a_parts:
         empty = np.empty(0, dtype=np.uint64)
         return empty, empty, 0
-    p = np.unique(np.concatenate(pairs), axis=0)
-    return p[:, 0], p[:, 1], n_candidates
+    return np.concatenate(a_parts), np.concatenate(b_parts), n_candidates
 
 
 def _sig_matrix(col, num_perm: int) -> np.ndarray:
@@ -462,7 +479,12 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     n_keys = max(1, n_rows) * (bands + 1)
     edges = by_key_partition(band_rows, partitions_for(n_keys, BAND_ROWS_PER_PARTITION), edges_fn, key="bkey",
                              scratch_uri=storage.join(scratch_uri, "bands") if scratch_uri else None)
-    a, b, n_candidates = _distinct_links(edges)
+    # The same pair comes from each band it shares: a second, small shuffle by ``a`` makes
+    # the links distinct in the workers, so the driver never sorts all the candidates.
+    links = by_key_partition(edges, partitions_for(n_rows, LINK_RECORDS_PER_PARTITION), distinct_links_fn, key="a",
+                             batch_format="pyarrow",
+                             scratch_uri=storage.join(scratch_uri, "links") if scratch_uri else None)
+    a, b, n_candidates = _distinct_links(links)
     log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, len(a), _mem())
     if len(a) == 0:
         log.info("dedup: 0 candidate links")
