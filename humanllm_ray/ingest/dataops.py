@@ -10,7 +10,6 @@ groupby here runs under :func:`stage_data_context`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from typing import Callable, Dict, List, Optional
@@ -219,8 +218,10 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here, as in Spark's sort
     shuffle, each map task sorts its block by partition and writes it to one file, each
     partition's rows one Arrow IPC stream at a known byte range, and returns only the index rows
-    (file, partition, offset, length, rows); each reduce task reads its byte range of every
-    file, one ranged read each, with no footer to parse. (Parquet with one row group per
+    (file, partition, offset, length, rows). The driver keeps them as one Arrow table sorted by
+    partition, put once in the object store, and each reduce task slices its partition's rows
+    from it and reads its byte range of every file, one ranged read each, with no footer to
+    parse. (Parquet with one row group per
     partition made every reduce task parse every map file's footer, P row groups each: M x P^2
     metadata work, most of the band shuffle's reduce time at 1M records; bench/README.md curate
     Round 6.) Memory holds one block per running task, at any input size; the files go with the
@@ -228,6 +229,8 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
+    import numpy as np
+    import pyarrow.compute as pc
     import ray
 
     from .. import storage
@@ -236,8 +239,6 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
 
     def write_map(batch: pa.Table) -> pa.Table:
         import uuid
-
-        import numpy as np
 
         if not batch.num_rows:
             return SHUFFLE_INDEX_SCHEMA.empty_table()
@@ -266,17 +267,36 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
 
     t0 = time.monotonic()
-    index = ds.map_batches(write_map, batch_format="pyarrow").take_all()
-    pieces: Dict[int, List] = {}
-    for row in index:
-        pieces.setdefault(int(row["part"]), []).append((row["file"], int(row["offset"]), int(row["length"])))
+    parts = [t for t in ds.map_batches(write_map, batch_format="pyarrow").iter_batches(
+        batch_format="pyarrow", batch_size=None) if t.num_rows]
+    index = pa.concat_tables(parts) if parts else SHUFFLE_INDEX_SCHEMA.empty_table()
+    del parts
+    n_rows_total = int(pc.sum(index.column("rows")).as_py() or 0)
+    # The index stays columnar (file ids, not names; no Python row per piece) and sorted by
+    # partition, and each reduce task slices its own range of it from the object store. As
+    # Python rows it was M map files x P partitions dicts on the driver: ~2.8M for the band
+    # shuffle at 55M records (2,750 x 1024), over a GB, where this is ~30 bytes a piece.
+    files = pc.unique(index.column("file"))
+    index = pa.table({"file_id": pc.index_in(index.column("file"), value_set=files),
+                      "part": index.column("part"), "offset": index.column("offset"),
+                      "length": index.column("length")}).sort_by("part").combine_chunks()
+    part_col = index.column("part").to_numpy()
+    cuts = np.flatnonzero(np.diff(part_col)) + 1 if len(part_col) else np.empty(0, np.int64)
+    los = np.concatenate([[0], cuts]).astype(np.int64) if len(part_col) else np.empty(0, np.int64)
+    his = np.append(los[1:], len(part_col)).astype(np.int64)
+    shared = {"files": files, "index": index}
+    if ray.is_initialized():
+        shared = ray.put(shared)
 
     def read_reduce(batch: pa.Table) -> pa.Table:
+        got = shared if isinstance(shared, dict) else ray.get(shared)
+        names, idx = got["files"], got["index"]
         out = []
-        for spec in batch.column("pieces").to_pylist():
+        for lo, hi in zip(batch.column("lo").to_pylist(), batch.column("hi").to_pylist()):
             tables = []
-            for name, offset, length in json.loads(spec):
-                fs, path = storage.get_fs(name)
+            rows = idx.slice(lo, hi - lo)
+            for fid, offset, length in zip(*(rows.column(c).to_pylist() for c in ("file_id", "offset", "length"))):
+                fs, path = storage.get_fs(names[fid].as_py())
                 data = fs.cat_file(path, start=offset, end=offset + length)  # one ranged read
                 tables.append(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
             if not tables:
@@ -287,10 +307,9 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
             out.append(reduce_fn(part if batch_format == "pyarrow" else part.to_pandas()))
         return out[0] if len(out) == 1 else pa.concat_tables(out)
 
-    items = [{"pieces": json.dumps(pieces[p])} for p in sorted(pieces)] or [{"pieces": "[]"}]
+    items = [{"lo": lo, "hi": hi} for lo, hi in zip(los.tolist(), his.tolist())] or [{"lo": 0, "hi": 0}]
     log.info("shuffle %s: %d rows from %d map tasks into %d partitions (map side %.1f s)",
-             scratch_uri.rstrip("/").rsplit("/", 1)[-1], sum(int(r["rows"]) for r in index),
-             len({r["file"] for r in index}), len(pieces), time.monotonic() - t0)
+             scratch_uri.rstrip("/").rsplit("/", 1)[-1], n_rows_total, len(files), len(los), time.monotonic() - t0)
     # one task per partition (batch_size=1: see read_parquet_files for why not more)
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read_reduce, batch_size=1, batch_format="pyarrow")
