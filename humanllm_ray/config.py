@@ -134,8 +134,10 @@ class CurateConfig:
     timeline_max_tokens: int = 6000  # chunk long timelines to this (approximate) token budget
     # Qualified records per partition of the timelines shuffle (by user). A partition's records
     # are sorted and cut into timelines by one task, so this bounds a worker's memory in that
-    # step whatever the input size (~20 MB of Arrow per 20k records; bench/README.md "curate").
-    timeline_rows_per_partition: int = 20_000
+    # step whatever the input size: the task holds ~3x the partition's Arrow size (~1 MB per
+    # 1k records), and users' record counts are skewed, so the largest partition sets the peak.
+    # At 20k the timelines' reduce was the 1M-record run's peak (bench/README.md curate Round 8).
+    timeline_rows_per_partition: int = 10_000
     # Per-user behaviour that marks an automated account whose name gave nothing away (the
     # record rules only see names): the whole user is quarantined as bot_like_user when, over
     # at least bot_min_records qualified records, either
