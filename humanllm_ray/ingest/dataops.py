@@ -221,11 +221,10 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     (file, partition, offset, length, rows). The driver keeps them as one Arrow table sorted by
     partition, put once in the object store, and each reduce task slices its partition's rows
     from it and reads its byte range of every file, one ranged read each, with no footer to
-    parse. (Parquet with one row group per
-    partition made every reduce task parse every map file's footer, P row groups each: M x P^2
-    metadata work, most of the band shuffle's reduce time at 1M records; bench/README.md curate
-    Round 6.) Memory holds one block per running task, at any input size; the files go with the
-    stage's scratch folder.
+    parse. (Parquet with one row group per partition made every reduce task parse every map
+    file's footer, P row groups each: M x P^2 metadata work, most of the band shuffle's reduce
+    time at 1M records; bench/README.md curate Round 6.) Memory holds one block per running
+    task, at any input size; the files go with the stage's scratch folder.
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
