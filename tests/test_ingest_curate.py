@@ -283,32 +283,46 @@ def test_split_kept_writer_streams_like_the_block_udf(demo, tmp_path, monkeypatc
     assert {"exact_duplicate", "near_duplicate"} <= set(q_stream.column("reason").to_pylist())
 
 
-def test_final_writer_retry_rewrites_same_files(tmp_path):
-    """Ingest's one-pass writer names its files after the block's rows: a task Ray retries
-    (worker killed after writing) overwrites its own files instead of adding copies, and the
-    counts cover every row of the block by status."""
+def test_final_writer_streams_and_retry_rewrites_same_files(tmp_path, monkeypatch):
+    """Ingest's one-pass writer streams each final-rows file a slice at a time and names its
+    outputs after the input file: a task Ray retries (worker killed after writing) overwrites
+    its own files instead of adding copies, each output holds every row of its status in
+    order, and the counts cover every row by status."""
     import pyarrow.parquet as pq
 
     from humanllm_ray import ingest
+    from humanllm_ray.ingest import dataops
     from humanllm_ray.ingest import schema as ischema
 
+    statuses = [("ok", ""), ("ok", ""), ("quarantine", "bad_json"), ("aux", ""), ("merged", "variant_duplicate")]
     rows = [dict(platform="reddit", record_id=f"reddit:{i}", user_id="u", source_file="f", source_line=i,
                  _status=st, _reason=r, _key="k" if st == "aux" else "", _payload="{}" if st == "aux" else "")
-            for i, (st, r) in enumerate([("ok", ""), ("ok", ""), ("quarantine", "bad_json"), ("aux", ""),
-                                         ("merged", "variant_duplicate")])]
-    block = ischema.to_table(rows)
+            for i, (st, r) in enumerate(statuses * 3)]
+    src = tmp_path / "raw" / "raw-0.parquet"
+    src.parent.mkdir()
+    pq.write_table(ischema.to_table(rows), src)
+    monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 4)  # 15 rows: four slices
     dirs = [str(tmp_path / d) for d in ("data", "_quarantine", "aux")]
     udf = ingest._final_writer(*dirs)
-    first = udf(block)
-    udf(block)  # the retry
+    files_in = pa.table({"path": [str(src)]})
+    first = udf(files_in)
+    udf(files_in)  # the retry
     files = {d: storage.ls_files(d, suffix=".parquet") for d in dirs}
     assert [len(f) for f in files.values()] == [1, 1, 1], files
-    assert [pq.read_table(f[0]).num_rows for f in files.values()] == [2, 1, 1]
-    assert pq.read_table(files[dirs[0]][0]).schema.names == ischema.LOG_RECORD_SCHEMA.names
-    counts = {(r["_status"], r["_reason"]): r["n"] for r in first.to_pylist()}
-    assert counts == {("ok", ""): 2, ("quarantine", "bad_json"): 1, ("aux", ""): 1,
-                      ("merged", "variant_duplicate"): 1}
-    assert udf(block.slice(0, 0)).num_rows == 0
+    assert [pq.read_table(f[0]).num_rows for f in files.values()] == [6, 3, 3]
+    data = pq.read_table(files[dirs[0]][0])
+    assert data.schema.names == ischema.LOG_RECORD_SCHEMA.names
+    assert data.column("source_line").to_pylist() == [0, 1, 5, 6, 10, 11]
+    # one row group per slice that holds records (the fourth, rows 12-14, holds none)
+    assert pq.ParquetFile(files[dirs[0]][0]).metadata.num_row_groups == 3
+    counts = {}
+    for r in first.to_pylist():
+        counts[(r["_status"], r["_reason"])] = counts.get((r["_status"], r["_reason"]), 0) + r["n"]
+    assert counts == {("ok", ""): 6, ("quarantine", "bad_json"): 3, ("aux", ""): 3,
+                      ("merged", "variant_duplicate"): 3}
+    empty = tmp_path / "raw" / "raw-empty.parquet"
+    pq.write_table(ischema.to_table(rows).slice(0, 0), empty)
+    assert udf(pa.table({"path": [str(empty)]})).num_rows == 0
 
 
 def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):

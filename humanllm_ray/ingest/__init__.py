@@ -36,9 +36,9 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import (SCRATCH, block_counts, by_key_partition, col_in, content_name,
-                      partitions_for, read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context,
-                      tally, write_part)
+from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
+                      iter_parquet_slices, parquet_file_list, partitions_for, read_parquet_files, release_memory, spill,
+                      stage_data_context, tally, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -310,15 +310,17 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
     # Not ``rest.union(*parts)``: a union is not fused with the map after it, so every block
     # of its inputs went through the object store (~650 MB at 1M records, measured).
     platforms = sorted({p for (p, _s, _k) in pre})
-    final = read_parquet_sources([raw_folder(raw_uri, p, main=True) for p in platforms if p not in shuffled]
-                                 + [raw_folder(raw_uri, p, main=False) for p in platforms] + parts, READ_SCHEMA)
+    final_files, final_fs = parquet_file_list(
+        [raw_folder(raw_uri, p, main=True) for p in platforms if p not in shuffled]
+        + [raw_folder(raw_uri, p, main=False) for p in platforms] + parts)
 
     # One pass over the final rows writes all three outputs and counts them: records to data/,
     # quarantined rows to _quarantine/, joined side data to aux/ (four passes before: a count,
     # then one filtered read of every row per output; ~40 s of 85 at 1M records).
     storage.makedirs(sd.data_uri)  # present even when every row was quarantined
-    writer = _final_writer(sd.data_uri, sd.quarantine_uri, sd.path("aux"))
-    counts = tally(final.map_batches(writer, batch_format="pyarrow").take_all(), ["platform", "_status", "_reason"])
+    writer = _final_writer(sd.data_uri, sd.quarantine_uri, sd.path("aux"), final_fs)
+    counts = tally(file_list_dataset(final_files).map_batches(writer, batch_size=1, batch_format="pyarrow").take_all()
+                   if final_files else [], ["platform", "_status", "_reason"])
     log.info("ingest: final rows written (%.1f s)", time.monotonic() - t0)
     n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")
     n_aux = sum(n for (_p, s, _r), n in counts.items() if s == "aux")
@@ -425,30 +427,47 @@ COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("_status", pa.string()), (
                           ("n", pa.int64())])
 
 
-def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str) -> Callable[[pa.Table], pa.Table]:
-    """map_batches UDF over the final rows: writes the block's records, quarantine rows and aux
-    rows as one Parquet file each (none for an empty part) and returns the block's counts by
-    (platform, _status, _reason).
+def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str, fs=None) -> Callable[[pa.Table], pa.Table]:
+    """map_batches UDF over the final rows' file list (``dataops.file_list_dataset``): streams
+    each file a slice of ``PY_SLICE_ROWS`` rows at a time, writing its records, quarantine rows
+    and aux rows to one Parquet file each (none for an empty part), and returns the file's
+    counts by (platform, _status, _reason).
 
-    Files are named after the block's content (a hash of its rows' identities), so a task
-    that Ray retries after its worker died rewrites the same files instead of adding copies. A
-    block is at most one scratch file (``ingest.rows_per_file`` rows), so data files stay
-    bounded for curate's one-task-per-file record pass."""
+    A task holds one slice, not the file: a whole file's block and its three filtered copies
+    were the 1M-record run's peak once curate streamed (bench/README.md curate Round 8). The
+    outputs are named after the input file, so a task that Ray retries after its worker died
+    rewrites the same files instead of adding copies. An input is at most one scratch file
+    (``ingest.rows_per_file`` rows), so data files stay bounded for curate's one-task-per-file
+    record pass."""
+    import hashlib
+
     targets = {"ok": data_uri, "quarantine": quarantine_uri, "aux": aux_uri}
+    schemas = {"ok": LOG_RECORD_SCHEMA, "quarantine": stage.quarantine_schema(),
+               "aux": pa.schema([READ_SCHEMA.field(c) for c in AUX_COLUMNS])}
+    makers = {"ok": _to_log_records, "quarantine": _to_quarantine, "aux": lambda t: t.select(AUX_COLUMNS)}
 
-    def udf(batch: pa.Table) -> pa.Table:
+    def one_file(path: str) -> pa.Table:
         import pyarrow.compute as pc
 
-        if batch.num_rows == 0:
-            return COUNT_SCHEMA.empty_table()
-        name = content_name(batch, _ROW_IDENTITY)
-        status = batch.column("_status")
-        for st, make in (("ok", _to_log_records), ("quarantine", _to_quarantine),
-                         ("aux", lambda t: t.select(AUX_COLUMNS))):
-            part = batch.filter(pc.equal(status, st))
-            write_part(make(part), targets[st], name)
+        name = f"part-{hashlib.sha1(path.encode('utf-8', 'replace')).hexdigest()[:24]}.parquet"
+        writers = {st: PartWriter(targets[st], name, schemas[st]) for st in targets}
+        counts = []
+        try:
+            for piece in iter_parquet_slices(path, fs, READ_SCHEMA):
+                status = piece.column("_status")
+                for st, make in makers.items():
+                    writers[st].write(make(piece.filter(pc.equal(status, st))))
+                counts.append(block_counts(piece, ["platform", "_status", "_reason"], COUNT_SCHEMA))
+        finally:
+            for w in writers.values():
+                w.close()
+        return pa.concat_tables(counts) if counts else COUNT_SCHEMA.empty_table()
+
+    def udf(batch: pa.Table) -> pa.Table:
+        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()] or [COUNT_SCHEMA.empty_table()])
+        del batch
         release_memory()
-        return block_counts(batch, ["platform", "_status", "_reason"], COUNT_SCHEMA)
+        return out
 
     return udf
 
