@@ -29,7 +29,8 @@ from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, by_slices, content_name,
                               count_by, file_list_dataset, iter_parquet_slices, parquet_file_list, partitions_for,
-                              read_parquet_files, release_memory, stage_data_context, tally, write_part)
+                              path_stem, per_file_udf, read_parquet_files, release_memory, stage_data_context, tally,
+                              write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -190,8 +191,6 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
     size, ``ingest.rows_per_file``: bench/README.md, curate Round 8). The signatures are made
     here, from the rows in hand, rather than by a pass of their own over the records scratch
     (Round 7). Both files are named after the input file: a retried task overwrites them."""
-    import hashlib
-
     import pyarrow.compute as pc
 
     mask = dedup.ORD_MASK  # as set now, in the driver (tests narrow it)
@@ -203,7 +202,7 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
             _fault_hold(hold_marker)
         # where this file runs (counted into the report's "nodes"); "" when called outside Ray
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-        stem = hashlib.sha1(path.encode("utf-8", "replace")).hexdigest()[:24]
+        stem = path_stem(path)
         counts = []
         with PartWriter(scratch_uri, f"records-{stem}.parquet", WORK_SCHEMA) as records, \
                 PartWriter(signatures_uri, f"signatures-{stem}.parquet", dedup.SIG_SCHEMA) as signatures:
@@ -219,13 +218,7 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
             return PASS_COUNT_SCHEMA.empty_table()
         return pa.concat_tables(counts)
 
-    def udf(batch: pa.Table) -> pa.Table:
-        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()])
-        del batch
-        release_memory()
-        return out
-
-    return udf
+    return per_file_udf(one_file, PASS_COUNT_SCHEMA)
 
 
 def _split_kept_udf(drops, quarantine_uri: str):
@@ -273,15 +266,9 @@ def _split_kept_writer(drops, fs, quarantine_uri: str):
                 quarantine.write(_work_to_quarantine(piece.filter(pc.invert(ok))))
                 kept.append(piece.filter(ok).select(timelines.INPUT_COLUMNS))
                 del piece
-        return pa.concat_tables(kept).combine_chunks() if kept else _KEPT_SCHEMA.empty_table()
+        return pa.concat_tables(kept) if kept else _KEPT_SCHEMA.empty_table()
 
-    def udf(batch: pa.Table) -> pa.Table:
-        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()])
-        del batch
-        release_memory()
-        return out
-
-    return udf
+    return per_file_udf(one_file, _KEPT_SCHEMA)
 
 
 _KEPT_SCHEMA = pa.schema([WORK_SCHEMA.field(c) for c in timelines.INPUT_COLUMNS])

@@ -37,8 +37,8 @@ from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
-                      iter_parquet_slices, parquet_file_list, partitions_for, read_parquet_files, release_memory, spill,
-                      stage_data_context, tally, write_part)
+                      iter_parquet_slices, parquet_file_list, partitions_for, path_stem, per_file_udf,
+                      read_parquet_files, release_memory, spill, stage_data_context, tally, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -439,8 +439,6 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str, fs=None) -> 
     rewrites the same files instead of adding copies. An input is at most one scratch file
     (``ingest.rows_per_file`` rows), so data files stay bounded for curate's one-task-per-file
     record pass."""
-    import hashlib
-
     targets = {"ok": data_uri, "quarantine": quarantine_uri, "aux": aux_uri}
     schemas = {"ok": LOG_RECORD_SCHEMA, "quarantine": stage.quarantine_schema(),
                "aux": pa.schema([READ_SCHEMA.field(c) for c in AUX_COLUMNS])}
@@ -449,7 +447,7 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str, fs=None) -> 
     def one_file(path: str) -> pa.Table:
         import pyarrow.compute as pc
 
-        name = f"part-{hashlib.sha1(path.encode('utf-8', 'replace')).hexdigest()[:24]}.parquet"
+        name = f"part-{path_stem(path)}.parquet"
         writers = {st: PartWriter(targets[st], name, schemas[st]) for st in targets}
         counts = []
         try:
@@ -463,13 +461,7 @@ def _final_writer(data_uri: str, quarantine_uri: str, aux_uri: str, fs=None) -> 
                 w.close()
         return pa.concat_tables(counts) if counts else COUNT_SCHEMA.empty_table()
 
-    def udf(batch: pa.Table) -> pa.Table:
-        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()] or [COUNT_SCHEMA.empty_table()])
-        del batch
-        release_memory()
-        return out
-
-    return udf
+    return per_file_udf(one_file, COUNT_SCHEMA)
 
 
 def _with_key_flag(batch: pa.Table) -> pa.Table:

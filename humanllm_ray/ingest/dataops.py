@@ -412,6 +412,28 @@ def file_list_dataset(paths: List[str]):
     return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
 
 
+def per_file_udf(one_file: Callable[[str], pa.Table], schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
+    """map_batches UDF over :func:`file_list_dataset`: ``one_file(path)`` for each of the
+    batch's files (one with ``batch_size=1``), results concatenated (an empty ``schema`` table
+    for none), and the task's freed memory given back to the OS afterwards."""
+
+    def udf(batch: pa.Table) -> pa.Table:
+        out = pa.concat_tables([one_file(p) for p in batch.column("path").to_pylist()] or [schema.empty_table()])
+        del batch
+        release_memory()
+        return out
+
+    return udf
+
+
+def path_stem(path: str) -> str:
+    """A short stable name for an input file: what a per-file task names its outputs after, so
+    a retried task overwrites them instead of adding copies."""
+    import hashlib
+
+    return hashlib.sha1(path.encode("utf-8", "replace")).hexdigest()[:24]
+
+
 def iter_parquet_slices(path: str, fs, schema: pa.Schema, rows: int = 0):
     """The rows of one Parquet file, ``rows`` at a time (default :data:`PY_SLICE_ROWS`): the
     columns of ``schema``, cast to it. A task that streams its file this way holds one slice of
