@@ -265,7 +265,9 @@ def test_split_kept_writer_streams_like_the_block_udf(demo, tmp_path, monkeypatc
     pq.write_table(work, src, row_group_size=64)
     passed = work.filter(pc.equal(work.column("_reason"), ""))
     uids = [dedup.row_uid(r, f, ln) for r, f, ln in zip(*(passed.column(c).to_pylist() for c in dedup.UID_COLUMNS))]
-    drops = dedup.drop_table(pa.array(uids[:6]), pa.array(uids[6:12]), np.array([True, False] * 3))
+    # the drop table in two pieces, as the workers' components step makes it
+    drops = [dedup.drop_table(pa.array(uids[i:i + 3]), pa.array(uids[6 + i:9 + i]), np.array([True, False, True][:3]))
+             for i in (0, 3)]
 
     want = curate._split_kept_udf(drops, str(tmp_path / "q-block"))(work)
     monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 7)
@@ -501,7 +503,7 @@ def test_malformed_input_is_quarantined(tmp_path):
 # ----------------------------------------------------------------------------- other formats
 
 
-def test_other_formats_and_duplicates(tmp_path):
+def test_other_formats_and_duplicates(tmp_path, monkeypatch):
     """Tweet JSON (JSONL and a search response), users+tweets tables, Sentiment140 with the
     0..5 header, Amazon 2018 (.gz) with 2018 metadata, bz2; exact and near duplicates."""
     from humanllm_ray import curate, ingest
@@ -567,6 +569,25 @@ def test_other_formats_and_duplicates(tmp_path):
     assert q["twitter:6"] == "exact_duplicate"  # same text as twitter:5 after normalization
     assert q["twitter:7"] == "near_duplicate"
     assert "twitter:5" not in q and "twitter:900" not in q
+
+    # dedup's connected components found in the workers (curate.components) instead of on the
+    # driver, so the drop table reaches the tasks as object-store pieces: the same output
+    from humanllm_ray.curate import components, dedup
+
+    in_workers = []
+    real = components.star_edges
+    monkeypatch.setattr(dedup, "DRIVER_COMPONENTS_MAX_PAIRS", 0)
+    monkeypatch.setattr(components, "star_edges", lambda *a: in_workers.append(a[1]) or real(*a))
+    cur2 = curate.run(cfg, output_uri=str(tmp_path / "curated_cc_in_workers"))
+    assert in_workers == [cur["dedup"]["verified_links"]] and in_workers[0] >= 2
+    q2 = {r["record_id"]: r["reason"] for r in _quarantine(cur2["output"])}
+    assert q2 == q
+    for key in ("rows_out", "by_reason", "users", "timelines", "dedup"):
+        assert cur2[key] == cur[key], key
+    tl = sorted(r["record_id"] for t in read_table(str(tmp_path / "run" / "curated" / "data")).to_pylist()
+                for r in t["records"])
+    tl2 = sorted(r["record_id"] for t in read_table(cur2["output"] + "/data").to_pylist() for r in t["records"])
+    assert tl2 == tl and tl
 
 
 # ----------------------------------------------------------------------------- real data

@@ -293,7 +293,7 @@ def local_curate(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
     del ds
     passed = work.filter(pc.equal(work.column("_reason"), ""))
     n_pass = passed.num_rows
-    dropped = dedup.DROP_SCHEMA.empty_table()
+    dropped: List[Any] = []
     stats: Dict[str, int] = {}
     before = dict(timers)
     with steps("dedup"):
@@ -306,7 +306,7 @@ def local_curate(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
         split = curate._split_kept_udf(dropped, q_dir)
         kept = pa.concat_tables([split(work.slice(off, 20_000)) for off in range(0, work.num_rows, 20_000)])
     del work
-    n_kept = n_pass - dropped.num_rows
+    n_kept = n_pass - dedup.dropped_count(stats)
     with steps("timelines"):  # the shuffle by user, then per partition: build, write, count
         by_key_partition(LocalDataset.of(kept, timers), partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                          curate._timelines_writer(ccfg, os.path.join(curated, "data"), q_dir), key="user_id",

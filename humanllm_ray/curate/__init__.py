@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
 
@@ -119,33 +119,34 @@ def _record_pass_rows(ccfg, batch: pa.Table, node_id: str) -> pa.Table:
 
 def _mark_dups_udf(drops):
     """map_batches UDF: sets ``_reason``/``_detail``/``_raw`` of the batch's rows that are in
-    ``drops`` (a ``dedup.DROP_SCHEMA`` table, or an ObjectRef of one under Ray)."""
+    ``drops`` (pieces of a ``dedup.DROP_SCHEMA`` table: tables, or ObjectRefs of them under
+    Ray, read in place from the object store)."""
 
     def udf(batch: pa.Table) -> pa.Table:
-        table = drops
-        if not isinstance(table, pa.Table):
+        pieces = [p for p in drops if isinstance(p, pa.Table)]
+        refs = [p for p in drops if not isinstance(p, pa.Table)]
+        if refs:
             import ray
 
-            table = ray.get(table)
-        if not table.num_rows or not batch.num_rows:
+            pieces += ray.get(refs)
+        pieces = [p for p in pieces if p.num_rows]
+        if not pieces or not batch.num_rows:
             return batch
-        return by_slices(lambda piece: _mark_rows(table, piece), batch)
+        return by_slices(lambda piece: _mark_rows(pieces, piece), batch)
 
     return udf
 
 
-def _mark_rows(table: pa.Table, batch: pa.Table) -> pa.Table:
+def _mark_rows(pieces: List[pa.Table], batch: pa.Table) -> pa.Table:
     """:func:`_mark_dups_udf` over one slice of rows."""
     rids = [dedup.row_uid(r, f, ln) for r, f, ln in zip(*(batch.column(c).to_pylist() for c in dedup.UID_COLUMNS))]
-    at, rows = dedup.find_drops(table, rids)
+    at, hit_reason, hit_detail = dedup.lookup_drops(pieces, rids)
     if not len(at):
         return batch
     reasons = batch.column("_reason").to_pylist()
     details = batch.column("_detail").to_pylist()
     raws = batch.column("_raw").to_pylist()
     texts = batch.column("text").to_pylist()
-    hit_reason = table.column("reason").take(pa.array(rows)).to_pylist()
-    hit_detail = table.column("detail").take(pa.array(rows)).to_pylist()
     for i, reason, detail in zip(at.tolist(), hit_reason, hit_detail):
         reasons[i], details[i] = reason, detail
         raws[i] = (texts[i] or "")[:4000]  # already cleaned and scrubbed
@@ -352,12 +353,12 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
              time.monotonic() - t0)
 
     # 2. duplicates among the records that passed
-    drops = dedup.DROP_SCHEMA.empty_table()
+    drops: List[Any] = []
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
         drops, dedup_stats = dedup.find_duplicates(None, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"),
                                                    signatures=read_parquet_files(signatures_uri, dedup.SIG_SCHEMA))
-    n_dropped = drops.num_rows
+    n_dropped = dedup.dropped_count(dedup_stats)
     release_memory()  # the driver's share of dedup (links, pairs, components) is done with
     log.info("curate: duplicates: %d of %d dropped (%.1f s)", n_dropped, n_pass, time.monotonic() - t0)
 
@@ -365,13 +366,15 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # shuffled by user into partitions of about timeline_rows_per_partition records, each cut
     # into timelines and written to data/ (rejected users' records to _quarantine/) by its task.
     # The drop table reaches the tasks through the object store (read zero-copy), not pickled
-    # into every task.
+    # into every task: the driver's table is put there; the workers' pieces already are.
     import ray
+
+    drops = [ray.put(p) if isinstance(p, pa.Table) else p for p in drops]
 
     n_kept = n_pass - n_dropped
     # the records scratch streamed file by file (one task each; see _split_kept_writer)
     work_files, work_fs = parquet_file_list([records_uri])
-    kept = file_list_dataset(work_files).map_batches(_split_kept_writer(ray.put(drops), work_fs, sd.quarantine_uri),
+    kept = file_list_dataset(work_files).map_batches(_split_kept_writer(drops, work_fs, sd.quarantine_uri),
                                                      batch_size=1, batch_format="pyarrow")
     del drops
     tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),

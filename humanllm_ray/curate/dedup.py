@@ -22,10 +22,13 @@
    same exact hash (``exact_duplicate``), else an estimated Jaccard >= ``near_dup_threshold``.
    An ord that stands for several rows pairs all of them (a self-link (o, o) pairs the
    distinct rows sharing o), so a 64-bit key or ``_ord`` collision can add a comparison, never
-   a drop. Only verified pairs (uids, timestamps, hashes) come back to the driver: connected
-   components (scipy); in each, the earliest record (timestamp, record_id) is kept and the
-   others are ``exact_duplicate`` (same normalized text as the keeper) or ``near_duplicate``.
-   Driver memory is O(links) + O(verified rows); it never holds a signature.
+   a drop. The verified pairs (uids, timestamps, hashes) stream to scratch files.
+5. connected components of the verified pairs; in each, the earliest record (timestamp, then
+   row uid) is kept and the others are ``exact_duplicate`` (same normalized text as the
+   keeper) or ``near_duplicate``. Up to ``DRIVER_COMPONENTS_MAX_PAIRS`` pairs the driver does
+   it (scipy); past that the workers do (:mod:`.components`, Large-Star/Small-Star shuffles)
+   and the drop table stays in the object store as sorted pieces the driver only refers to.
+   Driver memory is O(links) (16 bytes each) and never holds a signature.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import by_key_partition, by_slices, num_partitions, partitions_for, release_memory, spill
+from ..ingest.dataops import (by_key_partition, by_slices, num_partitions, partitions_for, read_parquet_files,
+                              release_memory, spill)
+from . import components
 from .clean import normalize_for_hash
 
 log = logging.getLogger("humanllm")
@@ -62,6 +67,11 @@ BAND_ROWS_PER_PARTITION = 500_000
 # Records per partition of the distinct-links shuffle: its rows are per-band-partition
 # distinct candidate pairs, ~0.6 a record at 1M records (24 bytes each), so ~15 MB a partition.
 LINK_RECORDS_PER_PARTITION = 1_000_000
+# Verified pairs up to which the driver finds their connected components itself (scipy, one
+# process, ~3.5x the pairs' Arrow size: ~75 MB at 100k pairs); past it the workers do
+# (:mod:`.components`, a few small shuffles: ~2 s each at 1M records), so the driver's share
+# of dedup stops growing with the corpus. 1M records make ~70k pairs, 3M ~316k.
+DRIVER_COMPONENTS_MAX_PAIRS = 100_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
 # ORD_MASK to force ord collisions and checks they never cause a wrong drop. Read when the
@@ -437,9 +447,30 @@ def find_drops(drops: pa.Table, uids: List[str]) -> Tuple[np.ndarray, np.ndarray
     return at[same], pos[same]
 
 
-def drops_as_dict(drops: pa.Table) -> Dict[str, Tuple[str, str]]:
-    """{row uid: (reason, detail)}: the drop table for reading (tests, small runs)."""
-    return {u: (r, d) for u, r, d in zip(*(drops.column(c).to_pylist() for c in ("uid", "reason", "detail")))}
+def lookup_drops(pieces, uids: List[str]) -> Tuple[np.ndarray, List[str], List[str]]:
+    """(positions in ``uids``, their reasons, their details) of the uids that the drop table
+    holds, given as pieces (:func:`find_duplicates`' first result, the refs already read)."""
+    at_parts, reasons, details = [], [], []
+    for piece in pieces:
+        at, rows = find_drops(piece, uids)
+        if len(at):
+            at_parts.append(at)
+            reasons += piece.column("reason").take(pa.array(rows)).to_pylist()
+            details += piece.column("detail").take(pa.array(rows)).to_pylist()
+    return (np.concatenate(at_parts) if at_parts else np.empty(0, np.int64)), reasons, details
+
+
+def drops_as_dict(pieces) -> Dict[str, Tuple[str, str]]:
+    """{row uid: (reason, detail)}: the drop table (a table, or pieces of one: tables or object
+    refs) for reading (tests, small runs)."""
+    out: Dict[str, Tuple[str, str]] = {}
+    for piece in ([pieces] if isinstance(pieces, pa.Table) else pieces):
+        if not isinstance(piece, pa.Table):
+            import ray
+
+            piece = ray.get(piece)
+        out.update({u: (r, d) for u, r, d in zip(*(piece.column(c).to_pylist() for c in ("uid", "reason", "detail")))})
+    return out
 
 
 def _mem() -> str:
@@ -455,7 +486,7 @@ def _mem() -> str:
 
 def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None,
                     signatures=None) -> Tuple[pa.Table, Dict[str, int]]:
-    """(the rows to drop as a :data:`DROP_SCHEMA` table sorted by ``key``, stats) over a Ray
+    """(the rows to drop, stats) over a Ray
     Dataset of records (LogRecord columns, cleaned text) that passed the record filters. Inside
     this module the ``record_id`` column of signature rows holds the row uid (see :func:`row_uid`).
 
@@ -463,7 +494,13 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     a Dataset of :data:`SIG_SCHEMA` rows already made (curate makes them in its record pass),
     replaces ``ds``; else they are made from ``ds`` here and, with ``scratch_uri``, streamed to
     Parquet there and read back (flat memory), or without it materialized (bench/curate's
-    one-process path)."""
+    one-process path).
+
+    The rows to drop are a list of pieces of one :data:`DROP_SCHEMA` table, each sorted by
+    ``key`` (:func:`lookup_drops` reads them): the table itself when the driver found the
+    components (up to :data:`DRIVER_COMPONENTS_MAX_PAIRS` verified pairs), else object refs of
+    the pieces the workers made, which the driver never reads whole. The count dropped is
+    :func:`dropped_count` of the stats."""
     num_perm, bands = ccfg.minhash_num_perm, ccfg.minhash_bands
     if signatures is not None:
         sig = signatures
@@ -488,7 +525,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, len(a), _mem())
     if len(a) == 0:
         log.info("dedup: 0 candidate links")
-        return DROP_SCHEMA.empty_table(), {"candidate_links": 0, "verified_links": 0}
+        return [], {"candidate_links": 0, "verified_links": 0}
 
     # Verify in the workers: the links go to every task through the object store (16 bytes
     # each, read zero-copy), each signature row a link involves meets its partner in a shuffle
@@ -509,68 +546,105 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     verified = by_key_partition(to_verify, num_partitions(n_links + n_bs), verify_reduce_fn(num_perm, ccfg.near_dup_threshold),
                                 key="_vkey", batch_format="pyarrow",
                                 scratch_uri=storage.join(scratch_uri, "verify") if scratch_uri else None)
+    if scratch_uri:
+        # the verified pairs stream to files; only their count comes to the driver
+        pairs_uri = storage.join(scratch_uri, "pairs")
+        spill(verified, pairs_uri, PAIR_SCHEMA, ccfg.rows_per_file)
+        del shared, verified, to_verify
+        n_pairs = _parquet_rows(pairs_uri)
+        log.info("dedup: %d verified row pairs (%s)", n_pairs, _mem())
+        if n_pairs > DRIVER_COMPONENTS_MAX_PAIRS:
+            return _drops_in_workers(pairs_uri, n_pairs, storage.join(scratch_uri, "components"), n_candidates)
+        verified = read_parquet_files(pairs_uri, PAIR_SCHEMA)
     parts = [t for t in verified.iter_batches(batch_format="pyarrow") if t.num_rows]
-    del shared
     pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
     del parts
-    log.info("dedup: %d verified row pairs (%s)", pairs.num_rows, _mem())
     if not pairs.num_rows:
-        return DROP_SCHEMA.empty_table(), {"candidate_links": n_candidates, "verified_links": 0}
+        return [], {"candidate_links": n_candidates, "verified_links": 0}
 
     drops, n_verified, n_exact = drops_from_pairs(pairs)
     del pairs
+    log.info("dedup: %d candidate links, %d verified, %d records dropped (%s)", n_candidates, n_verified,
+             drops.num_rows, _mem())
+    return [drops], _drop_stats(n_candidates, n_verified, drops.num_rows, n_exact)
+
+
+def _drop_stats(n_candidates: int, n_verified: int, n_dropped: int, n_exact: int) -> Dict[str, int]:
     stats = {"candidate_links": n_candidates, "verified_links": n_verified}
     if n_exact:
         stats["exact_duplicate"] = n_exact
-    if drops.num_rows - n_exact:
-        stats["near_duplicate"] = int(drops.num_rows - n_exact)
-    log.info("dedup: %d candidate links, %d verified, %d records dropped (%s)", n_candidates, n_verified,
-             drops.num_rows, _mem())
-    return drops, stats
+    if n_dropped - n_exact:
+        stats["near_duplicate"] = int(n_dropped - n_exact)
+    return stats
+
+
+def dropped_count(stats: Dict[str, int]) -> int:
+    """Rows dedup drops, from :func:`find_duplicates`' stats."""
+    return int(stats.get("exact_duplicate", 0)) + int(stats.get("near_duplicate", 0))
+
+
+def _parquet_rows(uri: str) -> int:
+    """Rows of the Parquet files under ``uri``, from their footers."""
+    import pyarrow.parquet as pq
+
+    from ..ingest.dataops import parquet_file_list
+
+    paths, fs = parquet_file_list([uri])
+    return sum(pq.ParquetFile(p, filesystem=fs).metadata.num_rows for p in paths)
+
+
+def _drop_piece(edges: pa.Table) -> pa.Table:
+    """map_batches UDF over final star edges (node, its keeper): their drop rows, sorted."""
+    return drop_rows(edges.column("x"), edges.column("y"))[0]
+
+
+def _drops_in_workers(pairs_uri: str, n_pairs: int, scratch_uri: str, n_candidates: int):
+    """The drop table as pieces in the object store, from the components the workers find
+    (:mod:`.components`): the driver holds their references and a few counts."""
+    final, n_verified = components.star_edges(pairs_uri, n_pairs, scratch_uri)
+    pieces = read_parquet_files(final, components.EDGE_SCHEMA).map_batches(_drop_piece, batch_format="pyarrow")
+    refs = pieces.materialize().to_arrow_refs()
+    import ray
+
+    n_dropped = n_exact = 0
+    for ref in refs:  # one piece at a time, read in place from the object store
+        piece = ray.get(ref)
+        n_dropped += piece.num_rows
+        n_exact += int(pc.sum(pc.equal(piece.column("reason"), "exact_duplicate")).as_py() or 0)
+        del piece
+    log.info("dedup: %d candidate links, %d verified, %d records dropped in %d pieces (%s)", n_candidates,
+             n_verified, n_dropped, len(refs), _mem())
+    return refs, _drop_stats(n_candidates, n_verified, n_dropped, n_exact)
 
 
 def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:
     """(the drop table, distinct verified links, exact duplicates among the drops) from the
-    verified row pairs (:data:`PAIR_SCHEMA`): the connected components of the pairs' graph,
-    each keeping its earliest row (then the smallest uid) and dropping the rest."""
+    verified row pairs (:data:`PAIR_SCHEMA`), in this process: the connected components of the
+    pairs' graph (scipy), each keeping its earliest row (then the smallest uid) and dropping
+    the rest. The rows are the same node labels as :mod:`.components` (which does this in the
+    workers for many pairs), so both ways pick the same keepers."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    # Columnar from here: row indices are the dictionary indices of the verified rows' uids.
-    n = pairs.num_rows
-    enc = pc.dictionary_encode(pa.chunked_array(pairs.column("uid_a").chunks + pairs.column("uid_b").chunks)
-                               ).combine_chunks()
-    idx = enc.indices.to_numpy().astype(np.int64)
-    uid_col = enc.dictionary
-    ia, ib = idx[:n], idx[n:]
-    m = len(uid_col)
-    ts = np.zeros(m, np.int64)
-    ts[ia] = pairs.column("ts_a").to_numpy()
-    ts[ib] = pairs.column("ts_b").to_numpy()
-    henc = pc.dictionary_encode(pa.chunked_array(pairs.column("hash_a").chunks + pairs.column("hash_b").chunks)
-                                ).combine_chunks().indices.to_numpy()
-    hash_id = np.zeros(m, np.int64)
-    hash_id[ia] = henc[:n]
-    hash_id[ib] = henc[n:]
-    del enc, henc
-    p = np.unique(np.stack([np.minimum(ia, ib), np.maximum(ia, ib)], axis=1), axis=0)
-    va, vb = p[:, 0], p[:, 1]
+    edges = components.edges_of_pairs(pairs)
+    (x, y), names = components.ranked(edges.column("x"), edges.column("y"))
+    del edges
+    x, y = components.distinct(x, y)
+    m = len(names)
+    graph = coo_matrix((np.ones(len(x), dtype=np.int8), (x, y)), shape=(m, m))
+    _, comp = connected_components(graph, directed=False)
+    # ranks are in label order, so a component's smallest rank is its keeper
+    _, first = np.unique(comp, return_index=True)
+    keeper = first[comp]
+    dropped = np.flatnonzero(keeper != np.arange(m))
+    drops, n_exact = drop_rows(names.take(pa.array(dropped)), names.take(pa.array(keeper[dropped])))
+    return drops, int(len(x)), n_exact
 
-    graph = coo_matrix((np.ones(len(va), dtype=np.int8), (va, vb)), shape=(m, m))
-    _, label = connected_components(graph, directed=False)
-    involved = np.zeros(m, dtype=bool)
-    involved[va] = involved[vb] = True
-    # keeper of each component: earliest timestamp, then smallest uid (the uid order is
-    # the dictionary order of the uid strings, ranked once)
-    members = np.flatnonzero(involved)
-    uid_rank = np.empty(m, np.int64)
-    uid_rank[pc.sort_indices(uid_col).to_numpy()] = np.arange(m)
-    order = members[np.lexsort((uid_rank[members], ts[members], label[members]))]
-    first = np.ones(len(order), bool)
-    first[1:] = label[order][1:] != label[order][:-1]
-    keeper_of = order[first][np.cumsum(first) - 1]  # per position in order: its component's keeper
-    dropped_pos = ~first
-    drop_rows, keep_rows = order[dropped_pos], keeper_of[dropped_pos]
-    same = hash_id[drop_rows] == hash_id[keep_rows]
-    drops = drop_table(uid_col.take(pa.array(drop_rows)), uid_col.take(pa.array(keep_rows)), same)
-    return drops, int(len(va)), int(same.sum())
+
+def drop_rows(dropped: pa.Array, keepers: pa.Array) -> Tuple[pa.Table, int]:
+    """(the :data:`DROP_SCHEMA` table, how many are exact duplicates) of dropped rows and their
+    keepers, both given as :mod:`.components` node labels."""
+    uid_d, hash_d = components.label_parts(dropped)
+    uid_k, hash_k = components.label_parts(keepers)
+    same = pc.equal(hash_d, hash_k).to_numpy(zero_copy_only=False)
+    return drop_table(uid_d, uid_k, same), int(same.sum())
