@@ -603,7 +603,7 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
 
 def profile_setup(doc: str, name: str, every: float):
     """The shared start of the one-run profilers (memprofile.py, cpuprofile.py): their command
-    line (--n, --seed, --every, --data-root, --out), the corpus (generated if missing), a fresh
+    line (--n, --seed, --every, --data-root, --out, --driver-components-max-pairs), the corpus (generated if missing), a fresh
     work folder bench/out/curate-work/{name}-{n}, and the stages' config on them. Returns
     (args, cfg)."""
     import logging
@@ -615,7 +615,13 @@ def profile_setup(doc: str, name: str, every: float):
     ap.add_argument("--every", type=float, default=every, help="sampling interval, seconds")
     ap.add_argument("--data-root", default=os.path.join(HERE, "..", "out", "curate-data"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--driver-components-max-pairs", type=int, default=None,
+                    help="dedup.DRIVER_COMPONENTS_MAX_PAIRS for this run (0: components always in the workers)")
     args = ap.parse_args()
+    if args.driver_components_max_pairs is not None:
+        from humanllm_ray.curate import dedup
+
+        dedup.DRIVER_COMPONENTS_MAX_PAIRS = args.driver_components_max_pairs  # read on the driver only
     data = ensure_data(args.n, args.seed, args.data_root)["path"]
     root = os.path.join(HERE, "..", "out", "curate-work", f"{name}-{args.n}")
     shutil.rmtree(root, ignore_errors=True)

@@ -429,13 +429,15 @@ def drop_table(drop_uids: pa.Array, keep_uids: pa.Array, same_text: np.ndarray) 
                     schema=DROP_SCHEMA)
 
 
-def find_drops(drops: pa.Table, uids: List[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """(positions in ``uids``, rows of ``drops``) of the uids that are in the drop table."""
+def find_drops(drops: pa.Table, uids: List[str], mine: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(positions in ``uids``, rows of ``drops``) of the uids that are in the drop table
+    (``mine``: their :func:`drop_key`, when the caller has them already)."""
     n = len(uids)
     if not n or not drops.num_rows:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     keys = drops.column("key").to_numpy()
-    mine = drop_key(uids)
+    if mine is None:
+        mine = drop_key(uids)
     lo, hi = np.searchsorted(keys, mine, "left"), np.searchsorted(keys, mine, "right")
     hit = np.flatnonzero(hi > lo)
     if not len(hit):
@@ -451,8 +453,9 @@ def lookup_drops(pieces, uids: List[str]) -> Tuple[np.ndarray, List[str], List[s
     """(positions in ``uids``, their reasons, their details) of the uids that the drop table
     holds, given as pieces (:func:`find_duplicates`' first result, the refs already read)."""
     at_parts, reasons, details = [], [], []
+    mine = drop_key(uids) if uids else None  # hashed once for every piece
     for piece in pieces:
-        at, rows = find_drops(piece, uids)
+        at, rows = find_drops(piece, uids, mine)
         if len(at):
             at_parts.append(at)
             reasons += piece.column("reason").take(pa.array(rows)).to_pylist()
