@@ -76,12 +76,29 @@ def test_labels_sort_in_keeper_order_and_give_back_uid_and_hash():
     assert back_hash.to_pylist() == ["h1", "h2", "", "h4", "h5", "h6"]
 
 
+def test_node_keys_are_a_function_of_the_label_read_from_the_arrow_buffer():
+    """The shuffle partitions adjacency rows by node_keys: equal labels, equal keys, whatever
+    the array's chunks and offset; short and non-ASCII labels too; distinct labels spread."""
+    lab = components.labels(pa.array(list(range(500)) * 2, pa.int64()),
+                            pa.array([dedup.row_uid(f"r{i}", "f.jsonl", i) for i in range(500)] * 2),
+                            pa.array([f"{i:020x}" for i in range(500)] * 2))
+    keys = components.node_keys(lab)
+    assert (keys[:500] == keys[500:]).all() and len(set(keys[:500].tolist())) == 500
+    assert (components.node_keys(pa.chunked_array([lab[:7], lab[7:]])) == keys).all()
+    assert (components.node_keys(lab.slice(3)) == keys[3:]).all()
+    odd = pa.array(["a", "é" * 20, "a", "x" * 40])
+    k = components.node_keys(odd)
+    assert k[0] == k[2] and len({k[0], k[1], k[3]}) == 3
+
+
 def test_one_round_of_the_steps_on_a_path():
     """Large-Star then Small-Star on the path 3-1-2-0 (node k = label "k"): the steps of the
     paper, edge for edge."""
     def adj(pairs, both):
         rows = [(x, y) for x, y in pairs] + ([(y, x) for x, y in pairs] if both else [])
-        return pa.table({"node": [str(a) for a, _ in rows], "nb": [str(b) for _, b in rows]}, schema=components.ADJ_SCHEMA)
+        node = pa.array([str(a) for a, _ in rows])
+        return pa.table({"node": node, "nb": [str(b) for _, b in rows], "_key": components.node_keys(node)},
+                        schema=components.ADJ_SCHEMA)
 
     path = [(3, 1), (2, 1), (2, 0)]  # (larger, smaller)
     out, changed, distinct = components.large_star(adj(path, True))

@@ -46,12 +46,15 @@ log = logging.getLogger("humanllm")
 
 # An undirected edge between two labels, x > y (the larger first).
 EDGE_SCHEMA = pa.schema([("x", pa.string()), ("y", pa.string())])
-# A node and one neighbour: the rows a step's shuffle groups by ``node``.
-ADJ_SCHEMA = pa.schema([("node", pa.string()), ("nb", pa.string())])
+# A node and one neighbour: the rows a step's shuffle groups by ``node`` (``_key``: a 64-bit
+# hash of it that the shuffle partitions by; see :func:`node_keys`).
+ADJ_SCHEMA = pa.schema([("node", pa.string()), ("nb", pa.string()), ("_key", pa.uint64())])
 STEP_COUNTS_SCHEMA = pa.schema([("edges", pa.int64()), ("changed", pa.int64()), ("distinct", pa.int64())])
-# Adjacency rows per shuffle partition: ~300 bytes a row (two labels of ~150), so ~30 MB, and a
-# reduce task holds a few times that (the ranks, the sorted copy, the output).
-ROWS_PER_PARTITION = 100_000
+# Adjacency rows per shuffle partition: ~300 bytes a row (two labels of ~150), so ~15 MB. A
+# reduce task holds ~2x the partition on top (the dictionary of labels, the ranks, the output:
+# +109 MB at 200k rows, replayed); a step's output files are its partitions, and the next
+# step's map tasks read one each.
+ROWS_PER_PARTITION = 50_000
 # A bound on rounds (O(log^2 n) in theory; dedup's graphs take 1-3): a loop past it is a bug.
 MAX_ROUNDS = 64
 _TS_BIAS = 1 << 63
@@ -83,6 +86,47 @@ def edges_of_pairs(pairs: pa.Table) -> pa.Table:
     lb = labels(pairs.column("ts_b"), pairs.column("uid_b"), pairs.column("hash_b"))
     a_big = pc.greater(la, lb)
     return pa.table({"x": pc.if_else(a_big, la, lb), "y": pc.if_else(a_big, lb, la)}, schema=EDGE_SCHEMA)
+
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_KEY_BYTES = 32
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+        return x ^ (x >> np.uint64(31))
+
+
+def node_keys(label) -> np.ndarray:
+    """A 64-bit hash of each label (the same label, the same key), from its last 32 bytes (the
+    exact hash and the end of the uid: its source line; bytes before a shorter label's start
+    count as zeros), read straight from the Arrow buffer 8,192 labels at a time. Why: the
+    shuffle's default partitioner hashes the key column through pandas, which made a Python
+    string of every label: +137 MB for a map task of 100k edges (replayed)."""
+    arr = label.combine_chunks() if isinstance(label, pa.ChunkedArray) else label
+    n = len(arr)
+    out = np.empty(n, np.uint64)
+    if not n:
+        return out
+    odt = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], odt)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(arr.buffers()[2], np.uint8)
+    span = np.arange(-_KEY_BYTES, 0, dtype=np.int64)
+    for s in range(0, n, 8192):
+        stop = min(n, s + 8192)
+        start, end = offsets[s:stop], offsets[s + 1:stop + 1]
+        at = end[:, None] + span  # the last 32 byte positions of each label
+        inside = at >= start[:, None]
+        window = np.where(inside, data[np.maximum(at, 0)], 0).astype(np.uint8)
+        words = np.ascontiguousarray(window).view(np.uint64)  # (rows, 4)
+        h = np.zeros(len(words), np.uint64)
+        for j in range(words.shape[1]):
+            h = _mix64(h ^ words[:, j])
+        out[s:s + len(h)] = h
+    return out
 
 
 def ranked(*cols: pa.Array) -> Tuple[List[np.ndarray], pa.Array]:
@@ -161,10 +205,11 @@ def adjacency_udf(step: str):
 
     def udf(edges: pa.Table) -> pa.Table:
         if step == "small":
-            return pa.table({"node": edges.column("x"), "nb": edges.column("y")}, schema=ADJ_SCHEMA)
-        return pa.table({"node": pa.chunked_array(edges.column("x").chunks + edges.column("y").chunks, pa.string()),
-                         "nb": pa.chunked_array(edges.column("y").chunks + edges.column("x").chunks, pa.string())},
-                        schema=ADJ_SCHEMA)
+            node, nb = edges.column("x"), edges.column("y")
+        else:
+            node = pa.chunked_array(edges.column("x").chunks + edges.column("y").chunks, pa.string())
+            nb = pa.chunked_array(edges.column("y").chunks + edges.column("x").chunks, pa.string())
+        return pa.table({"node": node, "nb": nb, "_key": pa.array(node_keys(node), pa.uint64())}, schema=ADJ_SCHEMA)
 
     return udf
 
@@ -201,7 +246,7 @@ def run_step(edges_uri: str, n_edges: int, step: str, out_uri: str, shuffle_uri:
     rows = n_edges * (2 if step == "large" else 1)
     adj = read_parquet_files(edges_uri, EDGE_SCHEMA).map_batches(adjacency_udf(step), batch_format="pyarrow")
     storage.rm(out_uri)
-    counts = by_key_partition(adj, partitions_for(rows, ROWS_PER_PARTITION), step_writer(step, out_uri), key="node",
+    counts = by_key_partition(adj, partitions_for(rows, ROWS_PER_PARTITION), step_writer(step, out_uri), key="_key",
                               batch_format="pyarrow", scratch_uri=shuffle_uri).take_all()
     storage.rm(shuffle_uri)
     return {k: sum(int(r[k]) for r in counts) for k in STEP_COUNTS_SCHEMA.names}

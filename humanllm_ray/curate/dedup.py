@@ -64,9 +64,12 @@ EDGE_SCHEMA = pa.schema([("a", pa.uint64()), ("b", pa.uint64()), ("n", pa.int64(
 # fixed cost outweighed its work; 1M rows made the reduce workers the peak of dedup at 1M
 # records (~315 MB each; bench/README.md, curate Round 8).
 BAND_ROWS_PER_PARTITION = 500_000
-# Records per partition of the distinct-links shuffle: its rows are per-band-partition
-# distinct candidate pairs, ~0.6 a record at 1M records (24 bytes each), so ~15 MB a partition.
-LINK_RECORDS_PER_PARTITION = 1_000_000
+# Records per partition of the distinct-links shuffle. Its rows are per-band-partition
+# distinct candidate pairs (24 bytes each), and a reduce task holds ~130 bytes a row
+# (np.unique's sort). There were 0.9 a record at 1M records and 1.6 at 3M (more duplicates
+# in a bigger corpus), so at 1M records a partition the 3M run's reduce workers reached
+# ~420 MB (bench/README.md, curate Round 9); at 250k a partition is ~0.2-0.4M rows.
+LINK_RECORDS_PER_PARTITION = 250_000
 # Verified pairs up to which the driver finds their connected components itself (scipy, one
 # process, ~3.5x the pairs' Arrow size: ~75 MB at 100k pairs); past it the workers do
 # (:mod:`.components`, a few small shuffles: ~2 s each at 1M records), so the driver's share
