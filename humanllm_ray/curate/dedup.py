@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import (by_key_partition, by_slices, num_partitions, partitions_for, read_parquet_files,
+from ..ingest.dataops import (by_key_partition, by_slices, partitions_for, read_parquet_files,
                               release_memory, spill)
 from . import components
 from .clean import normalize_for_hash
@@ -70,6 +70,12 @@ BAND_ROWS_PER_PARTITION = 500_000
 # in a bigger corpus), so at 1M records a partition the 3M run's reduce workers reached
 # ~420 MB (bench/README.md, curate Round 9); at 250k a partition is ~0.2-0.4M rows.
 LINK_RECORDS_PER_PARTITION = 250_000
+# Rows (about links + their distinct b ords) per partition of the verify shuffle. A row
+# carries its uid, exact hash and 512-byte signature (~650 bytes), and the reduce holds a few
+# copies (the two sides, the pairs' takes): at the 50k rows of ``num_partitions`` its workers
+# were the 1M-record run's peak (350 MB, against ~230 MB at 100k records, whose partitions
+# were 7k rows; bench/README.md curate Round 8).
+VERIFY_ROWS_PER_PARTITION = 15_000
 # Verified pairs up to which the driver finds their connected components itself (scipy, one
 # process, ~3.5x the pairs' Arrow size: ~75 MB at 100k pairs); past it the workers do
 # (:mod:`.components`, a few small shuffles: ~2 s each at 1M records), so the driver's share
@@ -549,7 +555,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
             shared = ray.put(links)
     del links
     to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow")
-    verified = by_key_partition(to_verify, num_partitions(n_links + n_bs), verify_reduce_fn(num_perm, ccfg.near_dup_threshold),
+    verified = by_key_partition(to_verify, partitions_for(n_links + n_bs, VERIFY_ROWS_PER_PARTITION),
+                                verify_reduce_fn(num_perm, ccfg.near_dup_threshold),
                                 key="_vkey", batch_format="pyarrow",
                                 scratch_uri=storage.join(scratch_uri, "verify") if scratch_uri else None)
     if scratch_uri:
