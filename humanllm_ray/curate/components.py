@@ -129,9 +129,23 @@ def node_keys(label) -> np.ndarray:
     return out
 
 
-def ranked(*cols: pa.Array) -> Tuple[List[np.ndarray], pa.Array]:
+class Names:
+    """rank -> label, as the dictionary of labels and its sort order: no sorted copy of the
+    labels is made, only the labels taken at the end."""
+
+    def __init__(self, dictionary: pa.Array, order: np.ndarray):
+        self.dictionary, self.order = dictionary, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def take(self, ranks: np.ndarray) -> pa.Array:
+        return self.dictionary.take(pa.array(self.order[np.asarray(ranks, np.int64)]))
+
+
+def ranked(*cols: pa.Array) -> Tuple[List[np.ndarray], Names]:
     """The labels of ``cols`` as integer ranks (equal labels equal ranks, the rank order the
-    label order), and the sorted distinct labels (rank -> label)."""
+    label order), and the labels by rank."""
     chunks = [c for col in cols for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col])]
     enc = pc.dictionary_encode(pa.chunked_array(chunks, pa.string())).combine_chunks()
     order = pc.sort_indices(enc.dictionary).to_numpy()
@@ -142,7 +156,7 @@ def ranked(*cols: pa.Array) -> Tuple[List[np.ndarray], pa.Array]:
     for col in cols:
         out.append(idx[at:at + len(col)])
         at += len(col)
-    return out, enc.dictionary.take(pa.array(order))
+    return out, Names(enc.dictionary, order)
 
 
 def distinct(u: np.ndarray, v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -191,9 +205,9 @@ def small_star(part: pa.Table) -> Tuple[pa.Table, int, int]:
     return _edges(names, x, y), int(nb.sum()), int(len(u))
 
 
-def _edges(names: pa.Array, x: np.ndarray, y: np.ndarray) -> pa.Table:
+def _edges(names: Names, x: np.ndarray, y: np.ndarray) -> pa.Table:
     x, y = distinct(x, y)
-    return pa.table({"x": names.take(pa.array(x)), "y": names.take(pa.array(y))}, schema=EDGE_SCHEMA)
+    return pa.table({"x": names.take(x), "y": names.take(y)}, schema=EDGE_SCHEMA)
 
 
 STEPS = {"large": large_star, "small": small_star}

@@ -639,10 +639,11 @@ def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    edges = components.edges_of_pairs(pairs)
-    (x, y), names = components.ranked(edges.column("x"), edges.column("y"))
-    del edges
-    x, y = components.distinct(x, y)
+    la = components.labels(pairs.column("ts_a"), pairs.column("uid_a"), pairs.column("hash_a"))
+    lb = components.labels(pairs.column("ts_b"), pairs.column("uid_b"), pairs.column("hash_b"))
+    (a, b), names = components.ranked(la, lb)
+    del la, lb
+    x, y = components.distinct(np.maximum(a, b), np.minimum(a, b))
     m = len(names)
     graph = coo_matrix((np.ones(len(x), dtype=np.int8), (x, y)), shape=(m, m))
     _, comp = connected_components(graph, directed=False)
@@ -650,7 +651,7 @@ def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:
     _, first = np.unique(comp, return_index=True)
     keeper = first[comp]
     dropped = np.flatnonzero(keeper != np.arange(m))
-    drops, n_exact = drop_rows(names.take(pa.array(dropped)), names.take(pa.array(keeper[dropped])))
+    drops, n_exact = drop_rows(names.take(dropped), names.take(keeper[dropped]))
     return drops, int(len(x)), n_exact
 
 
