@@ -244,13 +244,13 @@ def step_writer(step: str, out_uri: str):
     def reduce(part: pa.Table) -> pa.Table:
         if not part.num_rows:
             return STEP_COUNTS_SCHEMA.empty_table()
-        edges, changed, distinct = fn(part)
+        edges, changed, n_distinct = fn(part)
         del part
         write_part(edges, out_uri, _digest_name(edges, "edges"))
         n = edges.num_rows
         del edges
         release_memory()
-        return pa.table({"edges": [n], "changed": [changed], "distinct": [distinct]}, schema=STEP_COUNTS_SCHEMA)
+        return pa.table({"edges": [n], "changed": [changed], "distinct": [n_distinct]}, schema=STEP_COUNTS_SCHEMA)
 
     return reduce
 
