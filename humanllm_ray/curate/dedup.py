@@ -67,7 +67,7 @@ BAND_ROWS_PER_PARTITION = 500_000
 # Records per partition of the distinct-links shuffle. Its rows are per-band-partition
 # distinct candidate pairs (24 bytes each), and a reduce task holds ~130 bytes a row
 # (np.unique's sort). There were 0.9 a record at 1M records and 1.6 at 3M (more duplicates
-# in a bigger corpus), so at 1M records a partition the 3M run's reduce workers reached
+# in a bigger corpus): with 1M records a partition, the 3M run's reduce workers reached
 # ~420 MB (bench/README.md, curate Round 9); at 250k a partition is ~0.2-0.4M rows.
 LINK_RECORDS_PER_PARTITION = 250_000
 # Rows (about links + their distinct b ords) per partition of the verify shuffle. A row
@@ -77,9 +77,9 @@ LINK_RECORDS_PER_PARTITION = 250_000
 # were 7k rows; bench/README.md curate Round 8).
 VERIFY_ROWS_PER_PARTITION = 15_000
 # Verified pairs up to which the driver finds their connected components itself (scipy, one
-# process, ~3.5x the pairs' Arrow size: ~75 MB at 100k pairs); past it the workers do
-# (:mod:`.components`, a few small shuffles: ~2 s each at 1M records), so the driver's share
-# of dedup stops growing with the corpus. 1M records make ~70k pairs, 3M ~316k.
+# process: +102 MB RSS, transient, at 70k pairs, replayed); past it the workers do
+# (:mod:`.components`: 8 small shuffles, 7.6-8.7 s, at 3M records), so the driver's share of
+# dedup stops growing with the corpus. 1M records make ~70k pairs, 3M ~316k.
 DRIVER_COMPONENTS_MAX_PAIRS = 100_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
@@ -497,10 +497,10 @@ def _mem() -> str:
 
 
 def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None,
-                    signatures=None) -> Tuple[pa.Table, Dict[str, int]]:
-    """(the rows to drop, stats) over a Ray
-    Dataset of records (LogRecord columns, cleaned text) that passed the record filters. Inside
-    this module the ``record_id`` column of signature rows holds the row uid (see :func:`row_uid`).
+                    signatures=None) -> Tuple[List, Dict[str, int]]:
+    """(the rows to drop, stats) over a Ray Dataset of records (LogRecord columns, cleaned
+    text) that passed the record filters. Inside this module the ``record_id`` column of
+    signature rows holds the row uid (see :func:`row_uid`).
 
     The signatures are read twice (bands, then the rows the links involve). ``signatures``,
     a Dataset of :data:`SIG_SCHEMA` rows already made (curate makes them in its record pass),
