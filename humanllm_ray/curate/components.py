@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import by_key_partition, partitions_for, read_parquet_files, release_memory, write_part
+from ..ingest.dataops import by_key_partition, mix64, partitions_for, read_parquet_files, release_memory, write_part
 
 log = logging.getLogger("humanllm")
 
@@ -88,16 +88,7 @@ def edges_of_pairs(pairs: pa.Table) -> pa.Table:
     return pa.table({"x": pc.if_else(a_big, la, lb), "y": pc.if_else(a_big, lb, la)}, schema=EDGE_SCHEMA)
 
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _KEY_BYTES = 32
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
-        return x ^ (x >> np.uint64(31))
 
 
 def node_keys(label) -> np.ndarray:
@@ -124,7 +115,7 @@ def node_keys(label) -> np.ndarray:
         words = np.ascontiguousarray(window).view(np.uint64)  # (rows, 4)
         h = np.zeros(len(words), np.uint64)
         for j in range(words.shape[1]):
-            h = _mix64(h ^ words[:, j])
+            h = mix64(h ^ words[:, j])
         out[s:s + len(h)] = h
     return out
 
@@ -167,13 +158,14 @@ def distinct(u: np.ndarray, v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return p[:, 0], p[:, 1]
 
 
-def _group_min(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """For rows sorted by u: min(u, min of v over the rows of u), per row."""
+def _group_min(u: np.ndarray, v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by u: (min(u, min of v over the rows of u) per row, whether each row
+    is its u's first)."""
     start = np.ones(len(u), bool)
     start[1:] = u[1:] != u[:-1]
     firsts = np.flatnonzero(start)
     mins = np.minimum(np.minimum.reduceat(v, firsts), u[firsts])
-    return mins[np.cumsum(start) - 1]
+    return mins[np.cumsum(start) - 1], start
 
 
 def large_star(part: pa.Table) -> Tuple[pa.Table, int, int]:
@@ -183,7 +175,7 @@ def large_star(part: pa.Table) -> Tuple[pa.Table, int, int]:
     counted at its smaller end)."""
     (u, v), names = ranked(part.column("node"), part.column("nb"))
     u, v = distinct(u, v)
-    m = _group_min(u, v)
+    m, _ = _group_min(u, v)
     up = v > u
     x, y = v[up], m[up]
     return _edges(names, x, y), int((y != u[up]).sum()), int(up.sum())
@@ -195,9 +187,7 @@ def small_star(part: pa.Table) -> Tuple[pa.Table, int, int]:
     changed: |N(u)| - 1 summed, the edges that were not there, distinct input edges)."""
     (u, v), names = ranked(part.column("node"), part.column("nb"))
     u, v = distinct(u, v)
-    m = _group_min(u, v)
-    start = np.ones(len(u), bool)
-    start[1:] = u[1:] != u[:-1]
+    m, start = _group_min(u, v)
     # every neighbour but the smallest links to it, and u links to it (the m of a row is < u)
     nb = v != m
     x = np.concatenate([v[nb], u[start]])

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import (by_key_partition, by_slices, partitions_for, read_parquet_files,
+from ..ingest.dataops import (by_key_partition, by_slices, mix64, partitions_for, read_parquet_files,
                               release_memory, spill)
 from . import components
 from .clean import normalize_for_hash
@@ -171,18 +171,7 @@ def signature_rows(batch: pa.Table, num_perm: int, ord_mask: Optional[int] = Non
                      "_sig": sigs, "_ord": [ord_of(u, mask) for u in uids]}, schema=SIG_SCHEMA)
 
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer on a uint64 array (wrapping arithmetic): a well-spread 64-bit hash."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
 
 
 def band_keys(hv: np.ndarray, bands: int, exact_hex: List[str], key_mask: Optional[int] = None) -> np.ndarray:
@@ -198,13 +187,13 @@ def band_keys(hv: np.ndarray, bands: int, exact_hex: List[str], key_mask: Option
     with np.errstate(over="ignore"):
         vals = hv.astype(np.uint64)
         for i in range(nb):
-            h = np.full(n, _mix64(np.array([np.uint64(i + 1) * _GOLDEN], dtype=np.uint64))[0], dtype=np.uint64)
+            h = np.full(n, mix64(np.array([np.uint64(i + 1) * _GOLDEN], dtype=np.uint64))[0], dtype=np.uint64)
             for j in range(i * r, (i + 1) * r):
-                h = _mix64(h ^ vals[:, j])
+                h = mix64(h ^ vals[:, j])
             keys[i] = h & mask
         # the exact-hash key: 64 bits of the sha1 prefix, in its own key space (band number nb + 1)
         ex = np.array([int(x[:16], 16) for x in exact_hex], dtype=np.uint64)
-        keys[nb] = _mix64(ex ^ (np.uint64(nb + 1) * _GOLDEN)) & mask
+        keys[nb] = mix64(ex ^ (np.uint64(nb + 1) * _GOLDEN)) & mask
     return keys
 
 

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import pyarrow as pa
 
 log = logging.getLogger("humanllm")
@@ -424,6 +425,19 @@ def per_file_udf(one_file: Callable[[str], pa.Table], schema: pa.Schema) -> Call
         return out
 
     return udf
+
+
+_MIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on a uint64 array (wrapping arithmetic): a well-spread 64-bit
+    hash, for keys built from integers or bytes without a Python object per row."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _MIX_M1
+        x = (x ^ (x >> np.uint64(27))) * _MIX_M2
+        return x ^ (x >> np.uint64(31))
 
 
 def path_stem(path: str) -> str:
