@@ -138,6 +138,11 @@ class CurateConfig:
     # 1k records), and users' record counts are skewed, so the largest partition sets the peak.
     # At 20k the timelines' reduce was the 1M-record run's peak (bench/README.md curate Round 8).
     timeline_rows_per_partition: int = 10_000
+    # Sorted rows a timelines task builds and writes at a time (0: twice the partition size, so
+    # an ordinary partition is one group). The task first reads only each record's narrow
+    # columns (user, time, id, token count, opening) to decide every user, then the records a
+    # group at a time, so one user's size (skewed: 36,507 records at 3M) no longer sets the peak.
+    timeline_group_rows: int = 0
     # Per-user behaviour that marks an automated account whose name gave nothing away (the
     # record rules only see names): the whole user is quarantined as bot_like_user when, over
     # at least bot_min_records qualified records, either

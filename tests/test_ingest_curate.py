@@ -185,11 +185,14 @@ def _kept_and_quarantined(root: Path):
 def test_small_files_parallel_passes_same_result(demo, tmp_path):
     """Ingest writes bounded files (one record-pass task each) and curate streams its passes
     through scratch files instead of the object store: with tiny files the stages must keep
-    exactly the record set and quarantine of the default run, and leave no scratch behind."""
+    exactly the record set and quarantine of the default run, and leave no scratch behind.
+    Timeline partitions of ~8 records (many reduce tasks), each built a group of at most 3
+    sorted rows at a time from the map files, give exactly the same timelines."""
     import pyarrow.parquet as pq
 
     cfg, root, ing, cur = demo
-    small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40")
+    small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40", "curate.timeline_rows_per_partition=8",
+                 "curate.timeline_group_rows=3")
     ing2, cur2 = _run_both(small)
     files = storage.ls_files(str(tmp_path / "ingested" / "data"), suffix=".parquet")
     rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
@@ -198,6 +201,14 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     assert _kept_and_quarantined(tmp_path) == _kept_and_quarantined(root)
     for key in ("rows_out", "rows_quarantined", "by_reason", "users", "timelines", "dedup"):
         assert cur2[key] == cur[key], key
+
+    def timelines_of(d):
+        return sorted((t["user_id"], t["chunk"], [r["record_id"] for r in t["records"]])
+                      for t in read_table(str(d / "curated" / "data")).to_pylist())
+
+    assert timelines_of(tmp_path) == timelines_of(root)
+    # groups of 3 rows hold one timeline each (a timeline is never split): a file each
+    assert len(storage.ls_files(str(tmp_path / "curated" / "data"), suffix=".parquet")) == cur["timelines"]
     for d in (root, tmp_path):
         for stage_dir in ("ingested", "curated"):
             assert not (d / stage_dir / "_scratch").exists()
@@ -269,9 +280,9 @@ def test_split_kept_writer_streams_like_the_block_udf(demo, tmp_path, monkeypatc
     drops = [dedup.drop_table(pa.array(uids[i:i + 3]), pa.array(uids[6 + i:9 + i]), np.array([True, False, True][:3]))
              for i in (0, 3)]
 
-    want = curate._split_kept_udf(drops, str(tmp_path / "q-block"))(work)
+    want = curate._split_kept_udf(drops, str(tmp_path / "q-block"), cfg.curate)(work)
     monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 7)
-    writer = curate._split_kept_writer(drops, None, str(tmp_path / "q-stream"))
+    writer = curate._split_kept_writer(drops, None, str(tmp_path / "q-stream"), cfg.curate)
     files = pa.table({"path": [str(src)]})
     got = writer(files)
     assert writer(files).equals(got)  # a retry

@@ -303,7 +303,7 @@ def local_curate(cfg, out_dir: str, steps: Steps, timers: Dict[str, float]) -> D
     curated = os.path.join(out_dir, "curated")
     q_dir = os.path.join(curated, "_quarantine")
     with steps("mark_dups"):  # curate._split_kept_udf: rejected records to quarantine, the rest on
-        split = curate._split_kept_udf(dropped, q_dir)
+        split = curate._split_kept_udf(dropped, q_dir, ccfg)
         kept = pa.concat_tables([split(work.slice(off, 20_000)) for off in range(0, work.num_rows, 20_000)])
     del work
     n_kept = n_pass - dedup.dropped_count(stats)

@@ -7,7 +7,8 @@ Flow (Ray Data throughout):
    @mentions, emoji; drop if it removed over half), PII placeholders (``pii.py``), cleaned-text
    rules (short questions, per-platform/per-format minimum lengths), language id (``lang.py``).
 2. duplicate removal (``dedup.py``): exact hash + MinHash LSH, bands grouped by a shuffle.
-3. timelines (``timelines.py``): shuffle by user, drop users with too few records, sort, chunk.
+3. timelines (``timelines.py``): shuffle by user, drop users with too few records or bot-like
+   behaviour, sort, chunk; each task decides from narrow columns, then builds a group at a time.
 
 Output ``{run.root}/curated/data/*.parquet``: one row per (user, chunk) with the records as a
 list of structs sorted by time (schema ``timelines.TIMELINE_SCHEMA``). Every dropped record is in
@@ -27,10 +28,10 @@ import pyarrow as pa
 
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
-from ..ingest.dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, by_slices, content_name,
-                              count_by, file_list_dataset, iter_parquet_slices, parquet_file_list, partitions_for,
-                              path_stem, per_file_udf, read_parquet_files, release_memory, stage_data_context, tally,
-                              write_part)
+from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
+                              content_name, count_by, file_list_dataset, iter_parquet_slices, parquet_file_list,
+                              partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
+                              stage_data_context, tally, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -222,11 +223,11 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
     return per_file_udf(one_file, PASS_COUNT_SCHEMA)
 
 
-def _split_kept_udf(drops, quarantine_uri: str):
+def _split_kept_udf(drops, quarantine_uri: str, ccfg=None):
     """map_batches UDF over a block of record-pass results (bench/curate's one-process path;
     the stage streams files, :func:`_split_kept_writer`): marks duplicates, writes the block's
     rejected records (filters, duplicates) to ``_quarantine/`` and returns the qualified
-    records, only the columns the timelines step needs."""
+    records, only the columns the timelines step needs (``timelines.with_plan_columns``)."""
     import pyarrow.compute as pc
 
     mark = _mark_dups_udf(drops)
@@ -236,7 +237,7 @@ def _split_kept_udf(drops, quarantine_uri: str):
         ok = pc.equal(batch.column("_reason"), "")
         rejected = batch.filter(pc.invert(ok))
         write_part(_work_to_quarantine(rejected), quarantine_uri, content_name(rejected, _IDENTITY, "records"))
-        out = batch.filter(ok).select(timelines.INPUT_COLUMNS)
+        out = timelines.with_plan_columns(batch.filter(ok), ccfg)
         del batch, rejected
         release_memory()
         return out
@@ -244,12 +245,13 @@ def _split_kept_udf(drops, quarantine_uri: str):
     return udf
 
 
-def _split_kept_writer(drops, fs, quarantine_uri: str):
+def _split_kept_writer(drops, fs, quarantine_uri: str, ccfg=None):
     """map_batches UDF over the records scratch's file list (``dataops.file_list_dataset``): the
     map side of the timelines shuffle. Each file is streamed a slice at a time: duplicates
     marked, rejected records (filters, duplicates) written to one ``_quarantine/`` file named
     after the scratch file (a retry overwrites it), and the qualified records returned, only
-    the columns the timelines step needs. The task holds one slice of the file's rows and the
+    the columns the timelines step needs, with each record's token count and opening
+    (``timelines.with_plan_columns``). The task holds one slice of the file's rows and the
     qualified rows' narrow columns, not the file's whole block (bench/README.md, curate Round 8)."""
     import posixpath
 
@@ -265,34 +267,48 @@ def _split_kept_writer(drops, fs, quarantine_uri: str):
                 piece = mark(piece)
                 ok = pc.equal(piece.column("_reason"), "")
                 quarantine.write(_work_to_quarantine(piece.filter(pc.invert(ok))))
-                kept.append(piece.filter(ok).select(timelines.INPUT_COLUMNS))
+                kept.append(timelines.with_plan_columns(piece.filter(ok), ccfg))
                 del piece
         return pa.concat_tables(kept) if kept else _KEPT_SCHEMA.empty_table()
 
     return per_file_udf(one_file, _KEPT_SCHEMA)
 
 
-_KEPT_SCHEMA = pa.schema([WORK_SCHEMA.field(c) for c in timelines.INPUT_COLUMNS])
+_KEPT_SCHEMA = pa.schema([WORK_SCHEMA.field(c) for c in timelines.INPUT_COLUMNS]
+                         + [pa.field("tokens", pa.int64()), pa.field("opening", pa.string())])
 
 
-def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str):
-    """by_key_partition hook (pyarrow): one partition's qualified records -> timelines written to
-    data/, the records of rejected users to _quarantine/ (files named by content), and the
-    partition's counts by platform returned."""
-    import pyarrow.compute as pc
+def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str, group_rows: int = 0):
+    """by_key_partition hook (``batch_format="partition"``): one partition's qualified records
+    -> timelines written to data/, the records of rejected users to _quarantine/ (files named by
+    content, so a retried task rewrites the same files), and the partition's counts by platform
+    returned. Also takes a pyarrow Table (the one-process path, tests).
 
-    def fn(tbl: pa.Table) -> pa.Table:
-        tl, q = timelines.build_tables(tbl, ccfg.min_records_per_user, ccfg.timeline_max_tokens, ccfg)
-        write_part(tl, data_uri, content_name(tl, ["user_id", "chunk", "n_records"], "timelines"))
-        write_part(q, quarantine_uri, content_name(q, _IDENTITY, "users"))
-        if not tl.num_rows:
+    One user's records all land in one partition and users are skewed (the heaviest user of
+    bench/curate's 3M corpus has 36,507 kept records, a partition of 10k-record ones held 46k),
+    so the task does not hold its partition whole: it reads the narrow ``timelines.PLAN_COLUMNS``
+    of every row, decides every user (``timelines.plan``), then reads, builds and writes the
+    records a group of at most ``group_rows`` sorted rows at a time (default:
+    ``timeline_group_rows``, else twice ``timeline_rows_per_partition``, so a partition of
+    ordinary size is one group), a big user's timelines split across groups at chunk boundaries."""
+    group_rows = group_rows or int(ccfg.timeline_group_rows) or 2 * int(ccfg.timeline_rows_per_partition)
+
+    def fn(part) -> pa.Table:
+        if isinstance(part, pa.Table):
+            part = TablePartition(part if "tokens" in part.column_names else timelines.with_plan_columns(part, ccfg))
+        if not part.num_rows:
             return TIMELINE_COUNT_SCHEMA.empty_table()
-        first = pc.equal(tl.column("chunk"), 0).cast(pa.int64())
-        g = pa.table({"platform": tl.column("platform"), "users": first, "n_records": tl.column("n_records")}).group_by(
-            "platform").aggregate([("users", "sum"), ("n_records", "sum"), ([], "count_all")])
-        return pa.table({"platform": g.column("platform"), "users": g.column("users_sum"),
-                         "timelines": g.column("count_all").cast(pa.int64()),
-                         "records": g.column("n_records_sum")}, schema=TIMELINE_COUNT_SCHEMA)
+        plan = timelines.plan(part.read(timelines.PLAN_COLUMNS), ccfg.min_records_per_user,
+                              ccfg.timeline_max_tokens, ccfg)
+        for lo, hi in timelines.groups(plan, group_rows):
+            tl, q = timelines.assemble(plan, lo, hi, lambda rows: part.take(rows, timelines.INPUT_COLUMNS))
+            write_part(tl, data_uri, content_name(tl, ["user_id", "chunk", "n_records"], "timelines"))
+            write_part(q, quarantine_uri, content_name(q, _IDENTITY, "users"))
+            del tl, q
+        platforms = sorted(plan.counts)
+        return pa.table({"platform": platforms,
+                         **{k: [plan.counts[p][k] for p in platforms] for k in ("users", "timelines", "records")}},
+                        schema=TIMELINE_COUNT_SCHEMA)
 
     return fn
 
@@ -374,12 +390,12 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     n_kept = n_pass - n_dropped
     # the records scratch streamed file by file (one task each; see _split_kept_writer)
     work_files, work_fs = parquet_file_list([records_uri])
-    kept = file_list_dataset(work_files).map_batches(_split_kept_writer(drops, work_fs, sd.quarantine_uri),
+    kept = file_list_dataset(work_files).map_batches(_split_kept_writer(drops, work_fs, sd.quarantine_uri, ccfg),
                                                      batch_size=1, batch_format="pyarrow")
     del drops
     tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
-                                 batch_format="pyarrow", scratch_uri=storage.join(scratch, "by-user")).take_all()
+                                 batch_format="partition", scratch_uri=storage.join(scratch, "by-user")).take_all()
     out_counts: Dict[str, int] = {}
     user_counts: Dict[str, int] = {}
     n_timelines = 0

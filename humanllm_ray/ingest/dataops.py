@@ -168,7 +168,9 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     """Shuffle rows so that all rows sharing ``key`` land in one of n partitions, then call
     ``fn(partition)`` once per partition (many keys per call, so the hook can work vectorized
     instead of paying a call per key). The partition is a pandas frame, or a pyarrow Table with
-    ``batch_format="pyarrow"``. With ``schema`` a pandas result is cast to it.
+    ``batch_format="pyarrow"``, or with ``batch_format="partition"`` an object that reads it on
+    demand (:class:`ShufflePartition`: some columns, or some rows), for a hook whose partition
+    may be too big to hold whole. With ``schema`` a pandas result is cast to it.
 
     With ``scratch_uri`` the shuffle goes through files there (:func:`file_shuffle`): the map
     side runs when this is called and the result reads them lazily. Without it, a Ray Data
@@ -176,7 +178,9 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     whose stand-in Dataset has a groupby."""
 
     def call(batch):
-        if batch_format == "pyarrow":
+        if batch_format == "partition":  # fn reads the partition itself (ShufflePartition)
+            out = fn(batch if isinstance(batch, ShufflePartition) else TablePartition(batch.drop_columns(["_part"])))
+        elif batch_format == "pyarrow":
             out = fn(batch.drop_columns(["_part"]))
         else:
             out = fn(batch.drop(columns=["_part"]))
@@ -190,7 +194,7 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
         return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema)
     return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
         "_part", num_partitions=n
-    ).map_groups(call, batch_format=batch_format)
+    ).map_groups(call, batch_format="pyarrow" if batch_format == "partition" else batch_format)
 
 
 SHUFFLE_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.int64()), ("offset", pa.int64()),
@@ -211,7 +215,8 @@ def _ipc_bytes(table: pa.Table) -> pa.Buffer:
 def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
                  schema: Optional[pa.Schema] = None):
     """A hash shuffle of ``ds`` into n partitions through files under ``scratch_uri``, then
-    ``reduce_fn`` once per non-empty partition (it gets the rows with a ``_part`` column).
+    ``reduce_fn`` once per non-empty partition (it gets the rows with a ``_part`` column, or
+    with ``batch_format="partition"`` a :class:`ShufflePartition` to read them from).
 
     Why not Ray Data's groupby: its pull-based sort shuffle keeps every map output in the object
     store until the reducers have run, so the store's high-water mark (and the pages Plasma
@@ -279,7 +284,7 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     files = pc.unique(index.column("file"))
     index = pa.table({"file_id": pc.index_in(index.column("file"), value_set=files),
                       "part": index.column("part"), "offset": index.column("offset"),
-                      "length": index.column("length")}).sort_by("part").combine_chunks()
+                      "length": index.column("length"), "rows": index.column("rows")}).sort_by("part").combine_chunks()
     part_col = index.column("part").to_numpy()
     cuts = np.flatnonzero(np.diff(part_col)) + 1 if len(part_col) else np.empty(0, np.int64)
     los = np.concatenate([[0], cuts]).astype(np.int64) if len(part_col) else np.empty(0, np.int64)
@@ -293,18 +298,18 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         names, idx = got["files"], got["index"]
         out = []
         for lo, hi in zip(batch.column("lo").to_pylist(), batch.column("hi").to_pylist()):
-            tables = []
-            rows = idx.slice(lo, hi - lo)
-            for fid, offset, length in zip(*(rows.column(c).to_pylist() for c in ("file_id", "offset", "length"))):
-                fs, path = storage.get_fs(names[fid].as_py())
-                data = fs.cat_file(path, start=offset, end=offset + length)  # one ranged read
-                tables.append(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
-            if not tables:
+            part = ShufflePartition([names[i].as_py() for i in idx.column("file_id").slice(lo, hi - lo).to_pylist()],
+                                    *(idx.column(c).slice(lo, hi - lo).to_numpy() for c in ("offset", "length", "rows")),
+                                    cache_bytes=PARTITION_CACHE_BYTES if batch_format == "partition" else 0)
+            if not part.num_rows:
                 out.append(schema.empty_table() if schema is not None else pa.table({}))
                 continue
-            part = pa.concat_tables(tables)
-            del tables
-            out.append(reduce_fn(part if batch_format == "pyarrow" else part.to_pandas()))
+            if batch_format == "partition":
+                out.append(reduce_fn(part))
+                continue
+            table = part.read(with_part=True)
+            del part
+            out.append(reduce_fn(table if batch_format == "pyarrow" else table.to_pandas()))
         return out[0] if len(out) == 1 else pa.concat_tables(out)
 
     items = [{"lo": lo, "hi": hi} for lo, hi in zip(los.tolist(), his.tolist())] or [{"lo": 0, "hi": 0}]
@@ -313,6 +318,88 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     # one task per partition (batch_size=1: see read_parquet_files for why not more)
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read_reduce, batch_size=1, batch_format="pyarrow")
+
+
+# A partition read in parts keeps its slices' compressed bytes between reads up to this size
+# (the timelines' 10k-record partitions are ~4 MB of LZ4): reread from storage above it.
+PARTITION_CACHE_BYTES = 64 << 20
+
+
+class ShufflePartition:
+    """One partition of a :func:`file_shuffle`, read on demand: its slices are the byte ranges
+    of the map files that hold its rows (one Arrow IPC stream each), and its rows are numbered
+    in slice order. A reduce that cannot hold the partition whole (one user's records all land
+    in one partition, and users are skewed) reads a few columns of every row (``read``), decides,
+    then takes the rows it needs a group at a time (``take``), each slice read again per group.
+
+    The slices' bytes (LZ4-compressed IPC) are kept between reads when the partition's total is
+    under ``cache_bytes``, so a partition of ordinary size is read from storage once."""
+
+    def __init__(self, files: List[str], offsets, lengths, rows, cache_bytes: int = 0):
+        self._files = files
+        self._offsets = [int(x) for x in offsets]
+        self._lengths = [int(x) for x in lengths]
+        self.slice_rows = np.asarray(rows, np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.slice_rows)]).astype(np.int64)
+        self.num_rows = int(self.starts[-1])
+        self._cache: Optional[Dict[int, pa.Buffer]] = {} if sum(self._lengths) <= cache_bytes else None
+
+    def _bytes(self, i: int) -> pa.Buffer:
+        from .. import storage
+
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        fs, path = storage.get_fs(self._files[i])
+        buf = pa.py_buffer(fs.cat_file(path, start=self._offsets[i], end=self._offsets[i] + self._lengths[i]))
+        if self._cache is not None:
+            self._cache[i] = buf
+        return buf
+
+    def read_slice(self, i: int, columns: Optional[List[str]] = None, with_part: bool = False) -> pa.Table:
+        """Slice i's rows, only ``columns`` (default: all but the shuffle's ``_part``, unless
+        ``with_part``); only those columns' buffers are decompressed."""
+        buf = self._bytes(i)
+        if with_part:
+            return pa.ipc.open_stream(buf).read_all()
+        names = pa.ipc.open_stream(buf).schema.names
+        wanted = [c for c in names if c != "_part"] if columns is None else list(columns)
+        opts = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in wanted])
+        return pa.ipc.open_stream(buf, options=opts).read_all().select(wanted)
+
+    def read(self, columns: Optional[List[str]] = None, with_part: bool = False) -> pa.Table:
+        """Every row, only ``columns`` (default: all but ``_part``, unless ``with_part``)."""
+        return pa.concat_tables([self.read_slice(i, columns, with_part) for i in range(len(self._files))])
+
+    def take(self, rows: np.ndarray, columns: Optional[List[str]] = None) -> pa.Table:
+        """The partition's rows numbered ``rows``, in that order: each slice that holds any of
+        them is read once, and only its rows in ``rows`` kept."""
+        rows = np.asarray(rows, np.int64)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        by_slice = np.argsort(which, kind="stable")
+        pieces = []
+        for i in np.unique(which).tolist():
+            local = rows[which == i] - self.starts[i]
+            pieces.append(self.read_slice(i, columns).take(pa.array(local)))
+        if not pieces:
+            return self.read_slice(0, columns).slice(0, 0)
+        back = np.empty(len(rows), np.int64)
+        back[by_slice] = np.arange(len(rows))
+        return pa.concat_tables(pieces).take(pa.array(back))
+
+
+class TablePartition:
+    """A partition already in hand, with :class:`ShufflePartition`'s reading methods (the
+    groupby path of :func:`by_key_partition`, and tests)."""
+
+    def __init__(self, table: pa.Table):
+        self._table = table
+        self.num_rows = table.num_rows
+
+    def read(self, columns: Optional[List[str]] = None) -> pa.Table:
+        return self._table if columns is None else self._table.select(columns)
+
+    def take(self, rows: np.ndarray, columns: Optional[List[str]] = None) -> pa.Table:
+        return self.read(columns).take(pa.array(np.asarray(rows, np.int64)))
 
 
 def partitions_for(n_rows: int, rows_per_partition: int, most: int = 1024) -> int:
