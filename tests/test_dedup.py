@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from humanllm_ray.config import load_config
 from humanllm_ray.curate import dedup
 
@@ -54,6 +55,15 @@ def _dataset(rows, n_blocks: int = 3):
     return ray.data.from_arrow(tbl).repartition(n_blocks)
 
 
+@pytest.fixture(params=["driver", "join"])
+def links_path(request, monkeypatch):
+    """Both ways the candidate links reach verification: broadcast from the driver, or (past
+    dedup.DRIVER_LINKS_MAX) a shuffle join with the signatures in the workers."""
+    if request.param == "join":
+        monkeypatch.setattr(dedup, "DRIVER_LINKS_MAX", 0)
+    return request.param
+
+
 def _drops(rows):
     cfg = load_config()
     drops, stats = dedup.find_duplicates(_dataset(rows), cfg.curate, len(rows))
@@ -61,7 +71,7 @@ def _drops(rows):
             for uid, (reason, detail) in dedup.drops_as_dict(drops).items()}, stats
 
 
-def test_exact_near_and_keeper(ray_local):
+def test_exact_near_and_keeper(ray_local, links_path):
     rows, expected = _rows()
     got, stats = _drops(rows)
     assert got == expected
@@ -69,7 +79,7 @@ def test_exact_near_and_keeper(ray_local):
     assert stats["candidate_links"] >= stats["verified_links"] >= 4
 
 
-def test_ord_collisions_change_nothing(ray_local, monkeypatch):
+def test_ord_collisions_change_nothing(ray_local, monkeypatch, links_path):
     """With 2-bit row ords almost every row shares its ord with others: links are expanded to
     the rows behind each ord and verified one by one, so the result is the same."""
     rows, expected = _rows()
@@ -78,7 +88,7 @@ def test_ord_collisions_change_nothing(ray_local, monkeypatch):
     assert got == expected
 
 
-def test_key_collisions_never_drop_unrelated(ray_local, monkeypatch):
+def test_key_collisions_never_drop_unrelated(ray_local, monkeypatch, links_path):
     """With 1-bit bucket keys every record lands in one of two buckets with unrelated ones: the
     candidates are mostly false, and verification must reject them all. (Which true duplicates
     are still found depends on the star centers, so only 'no wrong drop' is asserted.)"""
@@ -168,3 +178,34 @@ def test_drop_table_lookup_confirms_every_key_hit_on_the_uid():
     many = [dedup.row_uid(f"m{i}", "f.jsonl", i) for i in range(20_000)]
     assert (dedup.drop_key(pa.array(many)) == dedup.drop_key(many)).all()
     assert (dedup.drop_key(pa.chunked_array([many[:5], many[5:]])) == dedup.drop_key(many)).all()
+
+
+def test_link_join_makes_the_broadcast_verify_rows():
+    """The links join (past DRIVER_LINKS_MAX) sends exactly the verify rows the broadcast map
+    sends: each signature row once per link from its ord (side 1, to the link's b) and once to
+    itself when its ord is some link's b (side 0), with colliding ords, self-links and a hub,
+    whichever partitions the ords fall in."""
+    rng = np.random.default_rng(5)
+    n = 400
+    ords = rng.integers(0, 80, n).astype(np.uint64)  # ~5 rows per ord
+    sig = pa.table({"record_id": [f"u{i}" for i in range(n)], "timestamp": pa.array(rng.integers(0, 9, n)),
+                    "_hash": [f"h{i % 7}" for i in range(n)], "_sig": [bytes(rng.integers(0, 255, 8, np.uint8))
+                                                                         for _ in range(n)],
+                    "_ord": pa.array(ords, pa.uint64())}, schema=dedup.SIG_SCHEMA)
+    a, b = rng.integers(0, 90, 300).astype(np.uint64), rng.integers(0, 90, 300).astype(np.uint64)
+    a, b = np.concatenate([a, [3, 5], np.full(40, 7)]), np.concatenate([b, [3, 5], np.arange(40) + 20])
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)  # as distinct_links_fn
+    a, b = pairs[:, 0].astype(np.uint64), pairs[:, 1].astype(np.uint64)
+    want = dedup.verify_map_udf(dedup._links_by_a(a, b))(sig)
+    links = pa.table({"a": pa.array(a, pa.uint64()), "b": pa.array(b, pa.uint64()),
+                      "n": pa.array(np.ones(len(a), np.int64))}, schema=dedup.EDGE_SCHEMA)
+    joined = pa.concat_tables([dedup.join_signature_rows(sig), dedup.join_link_rows(links)])
+    key = joined.column("_jkey").to_numpy()
+    got = pa.concat_tables([dedup.link_join_fn(joined.filter(pa.array(key % 3 == p))) for p in range(3)])
+
+    def rows(t):
+        return sorted(zip(*(t.column(c).to_pylist() for c in ("_vkey", "_side", "uid", "timestamp", "_hash", "_sig"))))
+
+    assert got.schema.equals(dedup.VERIFY_SCHEMA) and len(rows(want)) > n
+    assert rows(got) == rows(want)
+    assert dedup.link_join_fn(joined.slice(0, 0)).num_rows == 0

@@ -588,6 +588,7 @@ def test_other_formats_and_duplicates(tmp_path, monkeypatch):
     in_workers = []
     real = components.star_edges
     monkeypatch.setattr(dedup, "DRIVER_COMPONENTS_MAX_PAIRS", 0)
+    monkeypatch.setattr(dedup, "DRIVER_LINKS_MAX", 0)  # and the links joined with the signatures there
     monkeypatch.setattr(components, "star_edges", lambda *a: in_workers.append(a[1]) or real(*a))
     cur2 = curate.run(cfg, output_uri=str(tmp_path / "curated_cc_in_workers"))
     assert in_workers == [cur["dedup"]["verified_links"]] and in_workers[0] >= 2

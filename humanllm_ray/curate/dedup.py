@@ -81,6 +81,13 @@ VERIFY_ROWS_PER_PARTITION = 15_000
 # (:mod:`.components`: 8 small shuffles, 7.6-8.7 s, at 3M records), so the driver's share of
 # dedup stops growing with the corpus. 1M records make ~70k pairs, 3M ~316k.
 DRIVER_COMPONENTS_MAX_PAIRS = 100_000
+# Distinct candidate links up to which the driver gathers them and broadcasts them to the verify
+# map through the object store (16 bytes each: 64 MB here). bench/curate's corpus makes 0.9-1.6
+# a record (1.19M at 3M records), so the paper's 10x (55M records) would be ~1.4 GB on the
+# driver. Past it the links meet the signatures in a shuffle join in the workers instead
+# (:func:`link_join_fn`): one more shuffle, of every signature row, and the driver holds only
+# counts.
+DRIVER_LINKS_MAX = 4_000_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
 # ORD_MASK to force ord collisions and checks they never cause a wrong drop. Read when the
@@ -258,6 +265,16 @@ def distinct_links_fn(part: pa.Table) -> pa.Table:
                      "n": pa.array(counts, pa.int64())}, schema=EDGE_SCHEMA)
 
 
+def _count_links(links) -> Tuple[int, int]:
+    """(distinct links, candidate links they stand for) of a links Dataset, counted in the
+    workers: one row per block comes back."""
+    def count(batch: pa.Table) -> pa.Table:
+        return pa.table({"rows": [batch.num_rows], "n": [int(pc.sum(batch.column("n")).as_py() or 0)]})
+
+    rows = links.map_batches(count, batch_format="pyarrow").take_all()
+    return sum(int(r["rows"]) for r in rows), sum(int(r["n"]) for r in rows)
+
+
 def _distinct_links(links) -> Tuple[np.ndarray, np.ndarray, int]:
     """The distinct (a, b) ord links (rows of :func:`distinct_links_fn`'s partitions) as two
     uint64 arrays, and the candidate count. The driver only concatenates: the links arrive
@@ -345,6 +362,64 @@ def verify_map_udf(links):
                          "_hash": rows.column("_hash"), "_sig": rows.column("_sig")}, schema=VERIFY_SCHEMA)
 
     return udf
+
+
+# Rows of the links join: a signature row keyed by its ord (_kind 0), a link keyed by its a
+# with its b in _other (_kind 1), a link keyed by its b (_kind 2).
+JOIN_SCHEMA = pa.schema([("_jkey", pa.uint64()), ("_kind", pa.int8()), ("_other", pa.uint64()),
+                         ("uid", pa.string()), ("timestamp", pa.int64()), ("_hash", pa.string()),
+                         ("_sig", pa.binary())])
+
+
+def join_signature_rows(batch: pa.Table) -> pa.Table:
+    """map_batches UDF: signature rows (:data:`SIG_SCHEMA`) as links-join rows keyed by their ord."""
+    n = batch.num_rows
+    return pa.table({"_jkey": batch.column("_ord").cast(pa.uint64()), "_kind": pa.array(np.zeros(n, np.int8)),
+                     "_other": pa.array(np.zeros(n, np.uint64)), "uid": batch.column("record_id"),
+                     "timestamp": batch.column("timestamp"), "_hash": batch.column("_hash"),
+                     "_sig": batch.column("_sig")}, schema=JOIN_SCHEMA)
+
+
+def join_link_rows(batch: pa.Table) -> pa.Table:
+    """map_batches UDF: distinct links (:data:`EDGE_SCHEMA`) as two links-join rows each, one
+    keyed by a (with b) and one keyed by b."""
+    n = batch.num_rows
+    a = batch.column("a").to_numpy(zero_copy_only=False).astype(np.uint64)
+    b = batch.column("b").to_numpy(zero_copy_only=False).astype(np.uint64)
+    none = pa.nulls(2 * n, pa.string())
+    return pa.table({"_jkey": pa.array(np.concatenate([a, b]), pa.uint64()),
+                     "_kind": pa.array(np.repeat(np.array([1, 2], np.int8), n)),
+                     "_other": pa.array(np.concatenate([b, np.zeros(n, np.uint64)]), pa.uint64()),
+                     "uid": none, "timestamp": pa.nulls(2 * n, pa.int64()), "_hash": none,
+                     "_sig": pa.nulls(2 * n, pa.binary())}, schema=JOIN_SCHEMA)
+
+
+def link_join_fn(part: pa.Table) -> pa.Table:
+    """by_key_partition hook over links-join rows keyed by ord: the verify rows
+    :func:`verify_map_udf` makes from the broadcast links, made here from the links that share
+    the partition's ords. Each signature row is sent once per link whose ``a`` is its ord (side
+    1, keyed by the link's b) and once to itself if its ord is some link's ``b`` (side 0)."""
+    if not part.num_rows:
+        return VERIFY_SCHEMA.empty_table()
+    kind = part.column("_kind").to_numpy(zero_copy_only=False)
+    sig = part.filter(pa.array(kind == 0))
+    keys = part.column("_jkey").to_numpy(zero_copy_only=False).astype(np.uint64)
+    la, lb = keys[kind == 1], part.column("_other").to_numpy(zero_copy_only=False).astype(np.uint64)[kind == 1]
+    bs = np.unique(keys[kind == 2])
+    ords = sig.column("_jkey").to_numpy(zero_copy_only=False).astype(np.uint64)
+    order = np.argsort(ords, kind="stable")
+    sorted_ords = ords[order]
+    link, at = _ranges(np.searchsorted(sorted_ords, la, "left"), np.searchsorted(sorted_ords, la, "right"))
+    as_b = (np.flatnonzero(bs[np.minimum(np.searchsorted(bs, ords), len(bs) - 1)] == ords)
+            if len(bs) else np.empty(0, np.int64))
+    take = np.concatenate([order[at], as_b]).astype(np.int64)
+    if not len(take):
+        return VERIFY_SCHEMA.empty_table()
+    rows = sig.select(["uid", "timestamp", "_hash", "_sig"]).take(pa.array(take))
+    return pa.table({"_vkey": pa.array(np.concatenate([lb[link], ords[as_b]]), pa.uint64()),
+                     "_side": pa.array(np.concatenate([np.ones(len(at), np.int8), np.zeros(len(as_b), np.int8)])),
+                     "uid": rows.column("uid"), "timestamp": rows.column("timestamp"),
+                     "_hash": rows.column("_hash"), "_sig": rows.column("_sig")}, schema=VERIFY_SCHEMA)
 
 
 def verify_reduce_fn(num_perm: int, threshold: float):
@@ -522,29 +597,47 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     links = by_key_partition(edges, partitions_for(n_rows, LINK_RECORDS_PER_PARTITION), distinct_links_fn, key="a",
                              batch_format="pyarrow",
                              scratch_uri=storage.join(scratch_uri, "links") if scratch_uri else None)
-    a, b, n_candidates = _distinct_links(links)
-    log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, len(a), _mem())
-    if len(a) == 0:
+    # the distinct links go to files (or the object store) first, so that they are counted
+    # before anything gathers them
+    if scratch_uri:
+        links = spill(links, storage.join(scratch_uri, "distinct-links"), EDGE_SCHEMA, 4 * ccfg.rows_per_file)
+    else:
+        links = links.materialize()
+    n_links, n_candidates = _count_links(links)
+    log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, n_links, _mem())
+    if n_links == 0:
         log.info("dedup: 0 candidate links")
         return [], {"candidate_links": 0, "verified_links": 0}
 
-    # Verify in the workers: the links go to every task through the object store (16 bytes
-    # each, read zero-copy), each signature row a link involves meets its partner in a shuffle
-    # keyed by the partner's ord, and only the verified pairs come back. The driver never holds
-    # a signature: its memory is O(links) + O(verified rows), where fetching the involved rows
-    # was ~0.6 KB per row (164 MB for 260k rows at 1M records).
-    links = _links_by_a(a, b)
-    n_links, n_bs = len(a), len(links["bs"])
-    del a, b
-    shared = links
-    if scratch_uri:
-        import ray
+    shared = None
+    if n_links <= DRIVER_LINKS_MAX:
+        # Verify in the workers: the links go to every task through the object store (16 bytes
+        # each, read zero-copy), each signature row a link involves meets its partner in a
+        # shuffle keyed by the partner's ord, and only the verified pairs come back. The driver
+        # never holds a signature: its memory is O(links) + O(verified rows), where fetching the
+        # involved rows was ~0.6 KB per row (164 MB for 260k rows at 1M records).
+        a, b, _n = _distinct_links(links)
+        shared = _links_by_a(a, b)
+        n_verify = n_links + len(shared["bs"])
+        del a, b
+        if scratch_uri:
+            import ray
 
-        if ray.is_initialized():
-            shared = ray.put(links)
+            if ray.is_initialized():
+                shared = ray.put(shared)
+        to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow")
+    else:
+        # Past DRIVER_LINKS_MAX the same verify rows come from a shuffle join of the links
+        # with every signature row, by ord, so the driver never holds the links.
+        joined = sig.map_batches(join_signature_rows, batch_format="pyarrow").union(
+            links.map_batches(join_link_rows, batch_format="pyarrow"))
+        to_verify = by_key_partition(joined, partitions_for(n_rows + 2 * n_links, VERIFY_ROWS_PER_PARTITION),
+                                     link_join_fn, key="_jkey", batch_format="pyarrow",
+                                     scratch_uri=storage.join(scratch_uri, "link-join") if scratch_uri else None)
+        n_verify = 2 * n_links
+        log.info("dedup: %d links joined with the signatures in the workers (%s)", n_links, _mem())
     del links
-    to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow")
-    verified = by_key_partition(to_verify, partitions_for(n_links + n_bs, VERIFY_ROWS_PER_PARTITION),
+    verified = by_key_partition(to_verify, partitions_for(n_verify, VERIFY_ROWS_PER_PARTITION),
                                 verify_reduce_fn(num_perm, ccfg.near_dup_threshold),
                                 key="_vkey", batch_format="pyarrow",
                                 scratch_uri=storage.join(scratch_uri, "verify") if scratch_uri else None)
