@@ -603,7 +603,8 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
 
 def profile_setup(doc: str, name: str, every: float):
     """The shared start of the one-run profilers (memprofile.py, cpuprofile.py): their command
-    line (--n, --seed, --every, --data-root, --out, --driver-components-max-pairs), the corpus (generated if missing), a fresh
+    line (--n, --seed, --every, --data-root, --out, --driver-components-max-pairs,
+    --driver-links-max), the corpus (generated if missing), a fresh
     work folder bench/out/curate-work/{name}-{n}, and the stages' config on them. Returns
     (args, cfg)."""
     import logging
@@ -617,11 +618,16 @@ def profile_setup(doc: str, name: str, every: float):
     ap.add_argument("--out", default=None)
     ap.add_argument("--driver-components-max-pairs", type=int, default=None,
                     help="dedup.DRIVER_COMPONENTS_MAX_PAIRS for this run (0: components always in the workers)")
+    ap.add_argument("--driver-links-max", type=int, default=None,
+                    help="dedup.DRIVER_LINKS_MAX for this run (0: the candidate links always joined with the "
+                         "signatures in the workers)")
     args = ap.parse_args()
-    if args.driver_components_max_pairs is not None:
-        from humanllm_ray.curate import dedup
+    from humanllm_ray.curate import dedup
 
+    if args.driver_components_max_pairs is not None:
         dedup.DRIVER_COMPONENTS_MAX_PAIRS = args.driver_components_max_pairs  # read on the driver only
+    if args.driver_links_max is not None:
+        dedup.DRIVER_LINKS_MAX = args.driver_links_max  # read on the driver only
     data = ensure_data(args.n, args.seed, args.data_root)["path"]
     root = os.path.join(HERE, "..", "out", "curate-work", f"{name}-{args.n}")
     shutil.rmtree(root, ignore_errors=True)

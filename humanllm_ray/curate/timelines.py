@@ -262,10 +262,12 @@ def assemble(p: PartitionPlan, lo: int, hi: int,
 
     kept = wide.slice(0, len(kept_pos))
     arrays = []
-    for f in RECORD_STRUCT:  # one column in flight at a time
+    for f in RECORD_STRUCT:  # the fetched buffers themselves where they already fit (no copy)
         col = kept.column(f.name)
-        col = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).cast(f.type)
-        if pa.types.is_string(f.type):
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if col.type != f.type:
+            col = col.cast(f.type)
+        if pa.types.is_string(f.type) and col.null_count:
             col = pc.fill_null(col, "")
         arrays.append(col)
     del kept

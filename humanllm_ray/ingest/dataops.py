@@ -376,15 +376,26 @@ class ShufflePartition:
         rows = np.asarray(rows, np.int64)
         which = np.searchsorted(self.starts, rows, side="right") - 1
         by_slice = np.argsort(which, kind="stable")
-        pieces = []
+        # each slice's rows, column by column; then each column put in the asked order and its
+        # pieces dropped, so the rows are held about once (plus one column), not twice
+        chunks: Dict[str, list] = {}
+        schema = None
         for i in np.unique(which).tolist():
-            local = rows[which == i] - self.starts[i]
-            pieces.append(self.read_slice(i, columns).take(pa.array(local)))
-        if not pieces:
+            piece = self.read_slice(i, columns).take(pa.array(rows[which == i] - self.starts[i]))
+            schema = piece.schema
+            for name, col in zip(piece.column_names, piece.columns):
+                chunks.setdefault(name, []).extend(col.chunks)
+            del piece
+        if schema is None:
             return self.read_slice(0, columns).slice(0, 0)
         back = np.empty(len(rows), np.int64)
         back[by_slice] = np.arange(len(rows))
-        return pa.concat_tables(pieces).take(pa.array(back))
+        back = pa.array(back)
+        out = []
+        for f in schema:
+            col = pa.chunked_array(chunks.pop(f.name), f.type).take(back)
+            out.append(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        return pa.Table.from_arrays(out, schema=schema)
 
 
 class TablePartition:
