@@ -373,7 +373,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
         drops, dedup_stats = dedup.find_duplicates(None, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"),
-                                                   signatures=read_parquet_files(signatures_uri, dedup.SIG_SCHEMA))
+                                                   signatures=read_parquet_files(signatures_uri, dedup.SIG_SCHEMA),
+                                                   signatures_uri=signatures_uri)
     n_dropped = dedup.dropped_count(dedup_stats)
     release_memory()  # the driver's share of dedup (links, pairs, components) is done with
     log.info("curate: duplicates: %d of %d dropped (%.1f s)", n_dropped, n_pass, time.monotonic() - t0)

@@ -394,6 +394,28 @@ def join_link_rows(batch: pa.Table) -> pa.Table:
                      "_sig": pa.nulls(2 * n, pa.binary())}, schema=JOIN_SCHEMA)
 
 
+def _join_rows_from_files(signatures_uri: str, links_uri: str):
+    """The links join's input as one Dataset: a task per signature or links file that reads it
+    and makes its join rows, fused with the shuffle's map. A ``union`` of the two Datasets is
+    not fused, so every block went through the object store: at 3M records the two workers
+    kept 233 + 321 MB of its pages mapped to the end of the run (bench/README.md, curate Round 10)."""
+    from ..ingest.dataops import file_list_dataset, parquet_file_list, per_file_udf
+
+    sig_paths, fs = parquet_file_list([signatures_uri])
+    link_paths, _ = parquet_file_list([links_uri])
+    is_link = set(link_paths)
+
+    def one_file(path: str) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        if path in is_link:
+            return join_link_rows(pq.read_table(path, filesystem=fs, columns=EDGE_SCHEMA.names).cast(EDGE_SCHEMA))
+        return join_signature_rows(pq.read_table(path, filesystem=fs, columns=SIG_SCHEMA.names).cast(SIG_SCHEMA))
+
+    return file_list_dataset(sig_paths + link_paths).map_batches(per_file_udf(one_file, JOIN_SCHEMA), batch_size=1,
+                                                                 batch_format="pyarrow")
+
+
 def link_join_fn(part: pa.Table) -> pa.Table:
     """by_key_partition hook over links-join rows keyed by ord: the verify rows
     :func:`verify_map_udf` makes from the broadcast links, made here from the links that share
@@ -561,14 +583,15 @@ def _mem() -> str:
 
 
 def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None,
-                    signatures=None) -> Tuple[List, Dict[str, int]]:
+                    signatures=None, signatures_uri: Optional[str] = None) -> Tuple[List, Dict[str, int]]:
     """(the rows to drop, stats) over a Ray Dataset of records (LogRecord columns, cleaned
     text) that passed the record filters. Inside this module the ``record_id`` column of
     signature rows holds the row uid (see :func:`row_uid`).
 
     The signatures are read twice (bands, then the rows the links involve). ``signatures``,
     a Dataset of :data:`SIG_SCHEMA` rows already made (curate makes them in its record pass),
-    replaces ``ds``; else they are made from ``ds`` here and, with ``scratch_uri``, streamed to
+    replaces ``ds`` (``signatures_uri``: the folder it reads, which the links join then reads
+    file by file); else they are made from ``ds`` here and, with ``scratch_uri``, streamed to
     Parquet there and read back (flat memory), or without it materialized (bench/curate's
     one-process path).
 
@@ -585,7 +608,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
             signatures_udf(num_perm, ORD_MASK), batch_format="pyarrow"
         )
         if scratch_uri:
-            sig = spill(sig, storage.join(scratch_uri, "signatures"), SIG_SCHEMA, ccfg.rows_per_file)
+            signatures_uri = storage.join(scratch_uri, "signatures")
+            sig = spill(sig, signatures_uri, SIG_SCHEMA, ccfg.rows_per_file)
         else:
             sig = sig.materialize()
     band_rows = sig.map_batches(bands_udf(num_perm, bands, KEY_MASK), batch_format="pyarrow")
@@ -629,8 +653,11 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     else:
         # Past DRIVER_LINKS_MAX the same verify rows come from a shuffle join of the links
         # with every signature row, by ord, so the driver never holds the links.
-        joined = sig.map_batches(join_signature_rows, batch_format="pyarrow").union(
-            links.map_batches(join_link_rows, batch_format="pyarrow"))
+        if scratch_uri and signatures_uri:
+            joined = _join_rows_from_files(signatures_uri, storage.join(scratch_uri, "distinct-links"))
+        else:
+            joined = sig.map_batches(join_signature_rows, batch_format="pyarrow").union(
+                links.map_batches(join_link_rows, batch_format="pyarrow"))
         to_verify = by_key_partition(joined, partitions_for(n_rows + 2 * n_links, VERIFY_ROWS_PER_PARTITION),
                                      link_join_fn, key="_jkey", batch_format="pyarrow",
                                      scratch_uri=storage.join(scratch_uri, "link-join") if scratch_uri else None)
