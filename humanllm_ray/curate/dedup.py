@@ -82,11 +82,11 @@ VERIFY_ROWS_PER_PARTITION = 15_000
 # dedup stops growing with the corpus. 1M records make ~70k pairs, 3M ~316k.
 DRIVER_COMPONENTS_MAX_PAIRS = 100_000
 # Distinct candidate links up to which the driver gathers them and broadcasts them to the verify
-# map through the object store (16 bytes each: 64 MB here). bench/curate's corpus makes 0.9-1.6
-# a record (1.19M at 3M records), so the paper's 10x (55M records) would be ~1.4 GB on the
-# driver. Past it the links meet the signatures in a shuffle join in the workers instead
-# (:func:`link_join_fn`): one more shuffle, of every signature row, and the driver holds only
-# counts.
+# map through the object store (16 bytes each: 64 MB here). bench/curate's corpus makes 0.25 a
+# record at 1M records and 0.40 at 3M (a bigger corpus has more duplicates), so the paper's 10x
+# (55M records) would put 0.35 GB or more on the driver. Past it the links meet the signatures
+# in a shuffle join in the workers instead (:func:`link_join_fn`): one more shuffle, of every
+# signature row (+2 s at 1M records, forced), and the driver holds only counts.
 DRIVER_LINKS_MAX = 4_000_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
