@@ -471,7 +471,13 @@ def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
 
     storage.rm(uri)
     path, fs = storage.arrow_fs(uri)
-    ds.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(rows_per_file)))
+    try:
+        ds.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(rows_per_file)))
+    except FileNotFoundError:
+        # Ray 2.60 deletes the folder of a write that wrote no rows, and on S3 there is no
+        # folder to delete: nothing to spill, which read_parquet_files reads as empty.
+        if storage.ls_files(uri, suffix=".parquet"):
+            raise
     return read_parquet_files(uri, schema)
 
 
