@@ -86,7 +86,7 @@ DRIVER_COMPONENTS_MAX_PAIRS = 100_000
 # record at 1M records and 0.40 at 3M (a bigger corpus has more duplicates), so the paper's 10x
 # (55M records) would put 0.35 GB or more on the driver. Past it the links meet the signatures
 # in a shuffle join in the workers instead (:func:`link_join_fn`): one more shuffle, of every
-# signature row (+2 s at 1M records, forced), and the driver holds only counts.
+# signature row (forced: +2 s of dedup at 1M records, +12 s at 3M), and the driver holds only counts.
 DRIVER_LINKS_MAX = 4_000_000
 
 # Masks applied to the 64-bit band keys and row ords. Full width in production; a test narrows
