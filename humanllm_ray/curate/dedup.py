@@ -265,14 +265,13 @@ def distinct_links_fn(part: pa.Table) -> pa.Table:
                      "n": pa.array(counts, pa.int64())}, schema=EDGE_SCHEMA)
 
 
-def _count_links(links) -> Tuple[int, int]:
-    """(distinct links, candidate links they stand for) of a links Dataset, counted in the
-    workers: one row per block comes back."""
+def _candidate_count(links) -> int:
+    """The candidate links a links Dataset's distinct links stand for, summed in the workers
+    (one row per block comes back): the join path's count, where the driver never gathers them."""
     def count(batch: pa.Table) -> pa.Table:
-        return pa.table({"rows": [batch.num_rows], "n": [int(pc.sum(batch.column("n")).as_py() or 0)]})
+        return pa.table({"n": [int(pc.sum(batch.column("n")).as_py() or 0)]})
 
-    rows = links.map_batches(count, batch_format="pyarrow").take_all()
-    return sum(int(r["rows"]) for r in rows), sum(int(r["n"]) for r in rows)
+    return sum(int(r["n"]) for r in links.map_batches(count, batch_format="pyarrow").take_all())
 
 
 def _distinct_links(links) -> Tuple[np.ndarray, np.ndarray, int]:
@@ -622,13 +621,14 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
                              batch_format="pyarrow",
                              scratch_uri=storage.join(scratch_uri, "links") if scratch_uri else None)
     # the distinct links go to files (or the object store) first, so that they are counted
-    # before anything gathers them
+    # (from the files' footers) before anything gathers them
     if scratch_uri:
-        links = spill(links, storage.join(scratch_uri, "distinct-links"), EDGE_SCHEMA, 4 * ccfg.rows_per_file)
+        links_uri = storage.join(scratch_uri, "distinct-links")
+        links = spill(links, links_uri, EDGE_SCHEMA, 4 * ccfg.rows_per_file)
+        n_links = _parquet_rows(links_uri)
     else:
         links = links.materialize()
-    n_links, n_candidates = _count_links(links)
-    log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, n_links, _mem())
+        n_links = links.count()
     if n_links == 0:
         log.info("dedup: 0 candidate links")
         return [], {"candidate_links": 0, "verified_links": 0}
@@ -640,7 +640,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
         # shuffle keyed by the partner's ord, and only the verified pairs come back. The driver
         # never holds a signature: its memory is O(links) + O(verified rows), where fetching the
         # involved rows was ~0.6 KB per row (164 MB for 260k rows at 1M records).
-        a, b, _n = _distinct_links(links)
+        a, b, n_candidates = _distinct_links(links)
+        log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, n_links, _mem())
         shared = _links_by_a(a, b)
         n_verify = n_links + len(shared["bs"])
         del a, b
@@ -653,8 +654,10 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     else:
         # Past DRIVER_LINKS_MAX the same verify rows come from a shuffle join of the links
         # with every signature row, by ord, so the driver never holds the links.
+        n_candidates = _candidate_count(links)
+        log.info("dedup: %d candidate links, %d distinct (%s)", n_candidates, n_links, _mem())
         if scratch_uri and signatures_uri:
-            joined = _join_rows_from_files(signatures_uri, storage.join(scratch_uri, "distinct-links"))
+            joined = _join_rows_from_files(signatures_uri, links_uri)
         else:
             joined = sig.map_batches(join_signature_rows, batch_format="pyarrow").union(
                 links.map_batches(join_link_rows, batch_format="pyarrow"))
