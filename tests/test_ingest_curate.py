@@ -257,9 +257,9 @@ def test_record_pass_writer_streams_and_signs_the_passed_rows(demo, tmp_path, mo
     assert got.num_rows == passed.num_rows and got.equals(want.cast(got.schema))
 
 
-def test_split_kept_writer_streams_like_the_block_udf(demo, tmp_path, monkeypatch):
+def test_split_kept_slices_stream_like_the_block_udf(demo, tmp_path, monkeypatch):
     """The timelines shuffle's map side streams each records-scratch file a slice at a time: the
-    qualified rows it returns and the rejected rows (filters and duplicates) it quarantines must
+    qualified rows it yields and the rejected rows (filters and duplicates) it quarantines must
     be exactly those of the one-block UDF, in one quarantine file that a retry rewrites."""
     import numpy as np
     import pyarrow.compute as pc
@@ -282,10 +282,12 @@ def test_split_kept_writer_streams_like_the_block_udf(demo, tmp_path, monkeypatc
 
     want = curate._split_kept_udf(drops, str(tmp_path / "q-block"), cfg.curate)(work)
     monkeypatch.setattr(dataops, "PY_SLICE_ROWS", 7)
-    writer = curate._split_kept_writer(drops, None, str(tmp_path / "q-stream"), cfg.curate)
+    slices = curate._split_kept_slices(drops, None, str(tmp_path / "q-stream"), cfg.curate)
     files = pa.table({"path": [str(src)]})
-    got = writer(files)
-    assert writer(files).equals(got)  # a retry
+    pieces = list(slices(files))
+    assert len(pieces) == -(-work.num_rows // 7)  # one per slice: the file is never held whole
+    got = pa.concat_tables(pieces)
+    assert pa.concat_tables(list(slices(files))).equals(got)  # a retry
     assert got.num_rows == passed.num_rows - 6 and got.equals(want.cast(got.schema))
     assert len(storage.ls_files(str(tmp_path / "q-stream"), suffix=".parquet")) == 1
     keys = [("source_file", "ascending"), ("source_line", "ascending")]
@@ -395,13 +397,14 @@ def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):
             assert sorted(pq.read_table(f).num_rows for f in files) == got[(plat, main)]
 
 
-def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path):
+def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path, monkeypatch):
     """by_key_partition through files (what ingest and curate use): every key's rows reach one
     reduce call, together; the result matches the groupby path's; a stray file in the shuffle
     folder (a killed map attempt's) is never read; empty input gives no rows."""
     import pyarrow.parquet as pq
     import ray
 
+    from humanllm_ray.ingest import dataops
     from humanllm_ray.ingest.dataops import by_key_partition
 
     n_rows = 5000
@@ -431,6 +434,61 @@ def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path):
     empty = ray.data.from_arrow(tbl.slice(0, 0))
     assert by_key_partition(empty, 4, per_key, key="k", batch_format="pyarrow",
                             scratch_uri=str(tmp_path / "shuffle-empty")).take_all() == []
+
+    # rows made inside the map task (map_fn: curate's timelines map reads its files so), in
+    # runs of a few hundred bytes, so each map file holds several IPC streams per partition
+    def pieces_of(batch: pa.Table):
+        for lo in batch.column("lo").to_pylist():
+            for o in range(lo, min(lo + 1000, n_rows), 90):
+                yield tbl.slice(o, min(90, lo + 1000 - o))
+
+    starts = ray.data.from_items([{"lo": lo} for lo in range(0, n_rows, 1000)], override_num_blocks=5)
+    monkeypatch.setattr(dataops, "SHUFFLE_RUN_BYTES", 600)
+    got = by_key_partition(starts, 5, per_key, key="k", batch_format="pyarrow", scratch_uri=str(tmp_path / "runs"),
+                           map_fn=pieces_of).take_all()
+    assert rows(got) == sorted(want)
+    assert rows(by_key_partition(starts, 5, per_key, key="k", batch_format="pyarrow", map_fn=pieces_of).take_all()) \
+        == sorted(want)
+
+
+def test_run_writer_puts_a_partitions_runs_in_one_byte_range(tmp_path):
+    """A shuffle map task's runs: each partition's rows, from every run, sit in one byte range
+    of the map file (several IPC streams back to back), in the order they were added, and a
+    ShufflePartition reads them, whole, by columns or by rows."""
+    import numpy as np
+
+    from humanllm_ray.ingest import dataops
+
+    rng = np.random.default_rng(3)
+    tbl = pa.table({"k": [f"u{int(x)}" for x in rng.integers(0, 50, 3000)], "v": np.arange(3000),
+                    "t": [("w" * int(x)) for x in rng.integers(0, 40, 3000)]})
+    runs = dataops._RunWriter(4, "k", run_bytes=5000)
+    for o in range(0, tbl.num_rows, 170):
+        runs.add(tbl.slice(o, 170))
+    runs.add(tbl.slice(0, 0))
+    index = runs.write(str(tmp_path))
+    assert index.column("part").to_pylist() == sorted(set(index.column("part").to_pylist()))  # one range each
+    assert sum(index.column("rows").to_pylist()) == tbl.num_rows
+    want_part = dataops._part_udf(4, "k")(tbl).column("_part").to_numpy()
+    n_streams = 0
+    for r in index.to_pylist():
+        with open(r["file"], "rb") as fh:
+            fh.seek(r["offset"])
+            reader = pa.BufferReader(fh.read(r["length"]))
+        streams = 0
+        while reader.tell() < reader.size():
+            pa.ipc.open_stream(reader).read_all()
+            streams += 1
+        n_streams = max(n_streams, streams)
+        part = dataops.ShufflePartition([r["file"]], [r["offset"]], [r["length"]], [r["rows"]])
+        want = tbl.filter(pa.array(want_part == r["part"]))
+        assert part.read().equals(want)
+        assert part.read(["v"]).column("v").equals(want.column("v"))
+        pick = rng.permutation(part.num_rows)[:40]
+        assert part.take(pick, ["t", "k"]).equals(want.select(["t", "k"]).take(pa.array(pick)))
+        assert part.read(with_part=True).column("_part").to_pylist() == [r["part"]] * r["rows"]
+    assert n_streams > 5  # the runs of a partition are back to back in its range
+    assert dataops._RunWriter(4, "k").write(str(tmp_path / "none")).num_rows == 0
 
 
 # ----------------------------------------------------------------------------- malformed input

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pyarrow as pa
 
@@ -225,7 +225,7 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
 
 def _split_kept_udf(drops, quarantine_uri: str, ccfg=None):
     """map_batches UDF over a block of record-pass results (bench/curate's one-process path;
-    the stage streams files, :func:`_split_kept_writer`): marks duplicates, writes the block's
+    the stage streams files, :func:`_split_kept_slices`): marks duplicates, writes the block's
     rejected records (filters, duplicates) to ``_quarantine/`` and returns the qualified
     records, only the columns the timelines step needs (``timelines.with_plan_columns``)."""
     import pyarrow.compute as pc
@@ -245,33 +245,35 @@ def _split_kept_udf(drops, quarantine_uri: str, ccfg=None):
     return udf
 
 
-def _split_kept_writer(drops, fs, quarantine_uri: str, ccfg=None):
-    """map_batches UDF over the records scratch's file list (``dataops.file_list_dataset``): the
-    map side of the timelines shuffle. Each file is streamed a slice at a time: duplicates
-    marked, rejected records (filters, duplicates) written to one ``_quarantine/`` file named
-    after the scratch file (a retry overwrites it), and the qualified records returned, only
-    the columns the timelines step needs, with each record's token count and opening
-    (``timelines.with_plan_columns``). The task holds one slice of the file's rows and the
-    qualified rows' narrow columns, not the file's whole block (bench/README.md, curate Round 8)."""
+def _split_kept_slices(drops, fs, quarantine_uri: str, ccfg=None):
+    """The map side of the timelines shuffle (``by_key_partition``'s ``map_fn``), over a batch
+    of the records scratch's file list (``dataops.file_list_dataset``): each file streamed a
+    slice at a time, duplicates marked, rejected records (filters, duplicates) written to one
+    ``_quarantine/`` file named after the scratch file (a retry overwrites it), and the
+    qualified records yielded slice by slice, only the columns the timelines step needs, with
+    each record's token count and opening (``timelines.with_plan_columns``). The shuffle's map
+    task sorts and compresses them a run at a time, so it never holds the file's rows whole
+    (bench/README.md, curate Rounds 8 and 11)."""
     import posixpath
 
     import pyarrow.compute as pc
 
     mark = _mark_dups_udf(drops)
 
-    def one_file(path: str) -> pa.Table:
-        name = "rejected-" + posixpath.basename(path)
-        kept = []
-        with PartWriter(quarantine_uri, name, timelines.QUARANTINE_SCHEMA) as quarantine:
-            for piece in iter_parquet_slices(path, fs, WORK_SCHEMA):
-                piece = mark(piece)
-                ok = pc.equal(piece.column("_reason"), "")
-                quarantine.write(_work_to_quarantine(piece.filter(pc.invert(ok))))
-                kept.append(timelines.with_plan_columns(piece.filter(ok), ccfg))
-                del piece
-        return pa.concat_tables(kept) if kept else _KEPT_SCHEMA.empty_table()
+    def slices(batch: pa.Table) -> Iterator[pa.Table]:
+        for path in batch.column("path").to_pylist():
+            name = "rejected-" + posixpath.basename(path)
+            with PartWriter(quarantine_uri, name, timelines.QUARANTINE_SCHEMA) as quarantine:
+                for piece in iter_parquet_slices(path, fs, WORK_SCHEMA):
+                    piece = mark(piece)
+                    ok = pc.equal(piece.column("_reason"), "")
+                    quarantine.write(_work_to_quarantine(piece.filter(pc.invert(ok))))
+                    kept = timelines.with_plan_columns(piece.filter(ok), ccfg)
+                    del piece
+                    yield kept
+                    del kept
 
-    return per_file_udf(one_file, _KEPT_SCHEMA)
+    return slices
 
 
 _KEPT_SCHEMA = pa.schema([WORK_SCHEMA.field(c) for c in timelines.INPUT_COLUMNS]
@@ -389,14 +391,14 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     drops = [ray.put(p) if isinstance(p, pa.Table) else p for p in drops]
 
     n_kept = n_pass - n_dropped
-    # the records scratch streamed file by file (one task each; see _split_kept_writer)
+    # the records scratch streamed file by file (one task each; see _split_kept_slices)
     work_files, work_fs = parquet_file_list([records_uri])
-    kept = file_list_dataset(work_files).map_batches(_split_kept_writer(drops, work_fs, sd.quarantine_uri, ccfg),
-                                                     batch_size=1, batch_format="pyarrow")
+    kept_slices = _split_kept_slices(drops, work_fs, sd.quarantine_uri, ccfg)
     del drops
-    tl_counts = by_key_partition(kept, partitions_for(n_kept, ccfg.timeline_rows_per_partition),
+    tl_counts = by_key_partition(file_list_dataset(work_files), partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
-                                 batch_format="partition", scratch_uri=storage.join(scratch, "by-user")).take_all()
+                                 batch_format="partition", scratch_uri=storage.join(scratch, "by-user"),
+                                 map_fn=kept_slices).take_all()
     out_counts: Dict[str, int] = {}
     user_counts: Dict[str, int] = {}
     n_timelines = 0

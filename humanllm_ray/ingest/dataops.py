@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -164,7 +164,8 @@ def _part_udf(n: int, key: str):
 
 
 def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Schema = None,
-                     batch_format: str = "pandas", scratch_uri: Optional[str] = None):
+                     batch_format: str = "pandas", scratch_uri: Optional[str] = None,
+                     map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
     """Shuffle rows so that all rows sharing ``key`` land in one of n partitions, then call
     ``fn(partition)`` once per partition (many keys per call, so the hook can work vectorized
     instead of paying a call per key). The partition is a pandas frame, or a pyarrow Table with
@@ -175,7 +176,11 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     With ``scratch_uri`` the shuffle goes through files there (:func:`file_shuffle`): the map
     side runs when this is called and the result reads them lazily. Without it, a Ray Data
     groupby (sort-based, through the object store) does it: bench/curate's one-process path,
-    whose stand-in Dataset has a groupby."""
+    whose stand-in Dataset has a groupby.
+
+    ``map_fn(batch)``, an iterator of tables, makes the rows to shuffle from each of ``ds``'s
+    batches (a file list, say) inside the shuffle's map task, so they are written a run at a
+    time instead of held whole (see :func:`file_shuffle`)."""
 
     def call(batch):
         if batch_format == "partition":  # fn reads the partition itself (ShufflePartition)
@@ -191,7 +196,9 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
         return out
 
     if scratch_uri is not None:
-        return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema)
+        return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema, map_fn=map_fn)
+    if map_fn is not None:
+        ds = ds.map_batches(_concat_udf(map_fn), batch_size=1, batch_format="pyarrow")
     return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
         "_part", num_partitions=n
     ).map_groups(call, batch_format="pyarrow" if batch_format == "partition" else batch_format)
@@ -204,6 +211,15 @@ SHUFFLE_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.int64()), (
 SHUFFLE_COMPRESSION = "lz4"
 
 
+# Uncompressed bytes of rows a shuffle map task sorts by partition at a time (one "run"). Each
+# run's piece of a partition is compressed at once and held until the task writes its file, so
+# the task holds its block's rows LZ4-compressed plus one run, not the block twice (sorted copy)
+# with the UDF's output before it: the timelines map, whose files hold 9k kept rows at 100k
+# records and 17.5k at 1M, held ~5x its output (+100-125 MB a task, replayed; bench/README.md
+# curate Round 11). Big enough that the band and link shuffles' blocks stay one run.
+SHUFFLE_RUN_BYTES = 8 << 20
+
+
 def _ipc_bytes(table: pa.Table) -> pa.Buffer:
     """``table`` as one self-contained Arrow IPC stream (schema, batches, end marker)."""
     sink = pa.BufferOutputStream()
@@ -212,8 +228,95 @@ def _ipc_bytes(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
+def _read_ipc_streams(buf: pa.Buffer, options=None) -> pa.Table:
+    """The rows of one or more self-contained IPC streams written back to back (a map task's
+    runs of one partition)."""
+    reader = pa.BufferReader(buf)
+    tables = []
+    while reader.tell() < buf.size:
+        tables.append(pa.ipc.open_stream(reader, options=options).read_all())
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _concat_udf(map_fn: Callable[[pa.Table], Iterable[pa.Table]]) -> Callable[[pa.Table], pa.Table]:
+    """``map_fn``'s pieces of a batch as one table (the groupby path, which has no runs)."""
+
+    def udf(batch: pa.Table) -> pa.Table:
+        return pa.concat_tables(list(map_fn(batch)))
+
+    return udf
+
+
+class _RunWriter:
+    """A shuffle map task's output: rows added piece by piece, sorted by partition a run of
+    about :data:`SHUFFLE_RUN_BYTES` at a time, each run's piece of each partition compressed at
+    once; ``write`` puts every partition's pieces back to back in one file (one byte range per
+    partition, read by :func:`_read_ipc_streams`) and returns the index rows."""
+
+    def __init__(self, n: int, key: str, run_bytes: int = SHUFFLE_RUN_BYTES):
+        self._part_udf = _part_udf(n, key)
+        self._run_bytes = run_bytes
+        self._pending: List[pa.Table] = []
+        self._pending_bytes = 0
+        self._pieces: Dict[int, List[pa.Buffer]] = {}
+        self._rows: Dict[int, int] = {}
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        self._pending.append(table)
+        self._pending_bytes += table.nbytes
+        if self._pending_bytes >= self._run_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        import numpy as np
+
+        if not self._pending:
+            return
+        run = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        run = self._part_udf(run)
+        part = run.column("_part").to_numpy()
+        order = np.argsort(part, kind="stable")
+        run, part = run.take(pa.array(order)), part[order]
+        cuts = np.flatnonzero(np.diff(part)) + 1
+        for s, e in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(part)]]).tolist()):
+            p = int(part[s])
+            self._pieces.setdefault(p, []).append(_ipc_bytes(run.slice(s, e - s)))
+            self._rows[p] = self._rows.get(p, 0) + (e - s)
+        del run
+
+    def write(self, scratch_uri: str) -> pa.Table:
+        import uuid
+
+        from .. import storage
+
+        self._flush()
+        rows = {"file": [], "part": [], "offset": [], "length": [], "rows": []}
+        if not self._rows:
+            return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
+        name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.arrows")
+        fs, path = storage.get_fs(name)
+        offset = 0
+        with fs.open(path, "wb") as f:
+            for p in sorted(self._pieces):
+                length = 0
+                for buf in self._pieces.pop(p):
+                    f.write(memoryview(buf))
+                    length += buf.size
+                rows["file"].append(name)
+                rows["part"].append(p)
+                rows["offset"].append(offset)
+                rows["length"].append(length)
+                rows["rows"].append(self._rows[p])
+                offset += length
+        return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
+
+
 def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
-                 schema: Optional[pa.Schema] = None):
+                 schema: Optional[pa.Schema] = None,
+                 map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
     """A hash shuffle of ``ds`` into n partitions through files under ``scratch_uri``, then
     ``reduce_fn`` once per non-empty partition (it gets the rows with a ``_part`` column, or
     with ``batch_format="partition"`` a :class:`ShufflePartition` to read them from).
@@ -223,14 +326,16 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     keeps resident after it) grows with the input: ~1.1 GB of ingest's 1M-record shuffles and
     +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here, as in Spark's sort
     shuffle, each map task sorts its block by partition and writes it to one file, each
-    partition's rows one Arrow IPC stream at a known byte range, and returns only the index rows
-    (file, partition, offset, length, rows). The driver keeps them as one Arrow table sorted by
-    partition, put once in the object store, and each reduce task slices its partition's rows
-    from it and reads its byte range of every file, one ranged read each, with no footer to
-    parse. (Parquet with one row group per partition made every reduce task parse every map
-    file's footer, P row groups each: M x P^2 metadata work, most of the band shuffle's reduce
-    time at 1M records; bench/README.md curate Round 6.) Memory holds one block per running
-    task, at any input size; the files go with the stage's scratch folder.
+    partition's rows one byte range of LZ4-compressed Arrow IPC (one stream per sorted run, see
+    :class:`_RunWriter`), and returns only the index rows (file, partition, offset, length,
+    rows). The driver keeps them as one Arrow table sorted by partition, put once in the object
+    store, and each reduce task slices its partition's rows from it and reads its byte range of
+    every file, one ranged read each, with no footer to parse. (Parquet with one row group per
+    partition made every reduce task parse every map file's footer, P row groups each: M x P^2
+    metadata work, most of the band shuffle's reduce time at 1M records; bench/README.md curate
+    Round 6.) Memory holds one block per running task, at any input size; with ``map_fn`` (rows
+    made from each input batch, e.g. one file each, inside the map task) one run of rows plus the
+    task's output compressed. The files go with the stage's scratch folder.
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
@@ -241,39 +346,23 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     from .. import storage
 
     storage.makedirs(scratch_uri)
+    run_bytes = SHUFFLE_RUN_BYTES  # read here, on the driver, so a test's change reaches the tasks
 
     def write_map(batch: pa.Table) -> pa.Table:
-        import uuid
-
-        if not batch.num_rows:
-            return SHUFFLE_INDEX_SCHEMA.empty_table()
-        batch = _part_udf(n, key)(batch)
-        part = batch.column("_part").to_numpy()
-        order = np.argsort(part, kind="stable")
-        batch, part = batch.take(pa.array(order)), part[order]
-        cuts = np.flatnonzero(np.diff(part)) + 1
-        starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(part)]])
-        name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.arrows")
-        fs, path = storage.get_fs(name)
-        rows = {"file": [], "part": [], "offset": [], "length": [], "rows": []}
-        offset = 0
-        with fs.open(path, "wb") as f:
-            for s, e in zip(starts.tolist(), ends.tolist()):
-                buf = _ipc_bytes(batch.slice(s, e - s))
-                f.write(memoryview(buf))
-                rows["file"].append(name)
-                rows["part"].append(int(part[s]))
-                rows["offset"].append(offset)
-                rows["length"].append(buf.size)
-                rows["rows"].append(e - s)
-                offset += buf.size
+        runs = _RunWriter(n, key, run_bytes)
+        for piece in (map_fn(batch) if map_fn is not None else [batch]):
+            runs.add(piece)
+            del piece
         del batch
+        out = runs.write(scratch_uri)
+        del runs
         release_memory()
-        return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
+        return out
 
     t0 = time.monotonic()
-    parts = [t for t in ds.map_batches(write_map, batch_format="pyarrow").iter_batches(
-        batch_format="pyarrow", batch_size=None) if t.num_rows]
+    mapped = (ds.map_batches(write_map, batch_size=1, batch_format="pyarrow") if map_fn is not None
+              else ds.map_batches(write_map, batch_format="pyarrow"))
+    parts = [t for t in mapped.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
     index = pa.concat_tables(parts) if parts else SHUFFLE_INDEX_SCHEMA.empty_table()
     del parts
     n_rows_total = int(pc.sum(index.column("rows")).as_py() or 0)
@@ -360,11 +449,11 @@ class ShufflePartition:
         ``with_part``); only those columns' buffers are decompressed."""
         buf = self._bytes(i)
         if with_part:
-            return pa.ipc.open_stream(buf).read_all()
+            return _read_ipc_streams(buf)
         names = pa.ipc.open_stream(buf).schema.names
         wanted = [c for c in names if c != "_part"] if columns is None else list(columns)
         opts = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in wanted])
-        return pa.ipc.open_stream(buf, options=opts).read_all().select(wanted)
+        return _read_ipc_streams(buf, opts).select(wanted)
 
     def read(self, columns: Optional[List[str]] = None, with_part: bool = False) -> pa.Table:
         """Every row, only ``columns`` (default: all but ``_part``, unless ``with_part``)."""
