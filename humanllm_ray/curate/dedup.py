@@ -684,6 +684,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     parts = [t for t in verified.iter_batches(batch_format="pyarrow") if t.num_rows]
     pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
     del parts
+    release_memory()
     if not pairs.num_rows:
         return [], {"candidate_links": n_candidates, "verified_links": 0}
 
@@ -746,25 +747,51 @@ def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:
     """(the drop table, distinct verified links, exact duplicates among the drops) from the
     verified row pairs (:data:`PAIR_SCHEMA`), in this process: the connected components of the
     pairs' graph (scipy), each keeping its earliest row (then the smallest uid) and dropping
-    the rest. The rows are the same node labels as :mod:`.components` (which does this in the
-    workers for many pairs), so both ways pick the same keepers."""
+    the rest. Rows are ranked by the same node labels as :mod:`.components` (which does this in
+    the workers for many pairs), so both ways pick the same keepers.
+
+    A row is a node, named by its uid: the uids are dictionary-encoded, and each distinct row's
+    label is built once, from its first pair, to rank the nodes. (Labels of both sides of every
+    pair, then their dictionary, then splitting the drops' labels back into uid and hash held
+    ~1.5x more: 70k pairs, replayed, +74 MB PSS over the pairs against +51; bench/README.md,
+    curate Round 11.)"""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    la = components.labels(pairs.column("ts_a"), pairs.column("uid_a"), pairs.column("hash_a"))
-    lb = components.labels(pairs.column("ts_b"), pairs.column("uid_b"), pairs.column("hash_b"))
-    (a, b), names = components.ranked(la, lb)
-    del la, lb
+    def both(a: str, b: str) -> pa.ChunkedArray:
+        return pa.chunked_array(pairs.column(a).chunks + pairs.column(b).chunks, pairs.schema.field(a).type)
+
+    enc = pc.dictionary_encode(both("uid_a", "uid_b")).combine_chunks()
+    uids, idx = enc.dictionary, enc.indices.to_numpy().astype(np.int64)
+    del enc
+    m, n = len(uids), pairs.num_rows
+    first = np.empty(m, np.int64)  # each node's first row among the pairs' two sides
+    first[idx[::-1]] = np.arange(len(idx) - 1, -1, -1)
+    first = pa.array(first)
+    hashes = both("hash_a", "hash_b").take(first)
+    order = pc.sort_indices(components.labels(both("ts_a", "ts_b").take(first), uids, hashes)).to_numpy()
+    del first
+    rank_of = np.empty(m, np.int64)
+    rank_of[order] = np.arange(m)
+    a, b = rank_of[idx[:n]], rank_of[idx[n:]]
+    del idx, rank_of
+    # Arrow's pool (mimalloc) keeps freed pages: give the labels' back before the next step
+    release_memory()
     x, y = components.distinct(np.maximum(a, b), np.minimum(a, b))
-    m = len(names)
+    del a, b
     graph = coo_matrix((np.ones(len(x), dtype=np.int8), (x, y)), shape=(m, m))
     _, comp = connected_components(graph, directed=False)
+    del graph
     # ranks are in label order, so a component's smallest rank is its keeper
-    _, first = np.unique(comp, return_index=True)
-    keeper = first[comp]
+    _, first_of = np.unique(comp, return_index=True)
+    keeper = first_of[comp]
     dropped = np.flatnonzero(keeper != np.arange(m))
-    drops, n_exact = drop_rows(names.take(dropped), names.take(keeper[dropped]))
-    return drops, int(len(x)), n_exact
+    node_d, node_k = pa.array(order[dropped]), pa.array(order[keeper[dropped]])
+    same = pc.equal(hashes.take(node_d), hashes.take(node_k)).to_numpy(zero_copy_only=False)
+    drops = drop_table(uids.take(node_d), uids.take(node_k), same)
+    del uids, hashes
+    release_memory()
+    return drops, int(len(x)), int(same.sum())
 
 
 def drop_rows(dropped: pa.Array, keepers: pa.Array) -> Tuple[pa.Table, int]:
