@@ -118,6 +118,9 @@ class LocalDataset:
     def take_all(self) -> List[Dict[str, Any]]:
         return [row for b in self.iter_blocks() for row in b.to_pylist()]
 
+    def count(self) -> int:
+        return sum(b.num_rows for b in self.iter_blocks())
+
     def iter_batches(self, batch_format: str = "pyarrow", batch_size: Optional[int] = None, **_ignored):
         for b in self.iter_blocks():
             yield b.to_pandas() if batch_format == "pandas" else b

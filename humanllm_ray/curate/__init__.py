@@ -389,6 +389,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     import ray
 
     drops = [ray.put(p) if isinstance(p, pa.Table) else p for p in drops]
+    release_memory()  # the driver's own copy of the table, now in the store (~10 MB at 1M records)
 
     n_kept = n_pass - n_dropped
     # the records scratch streamed file by file (one task each; see _split_kept_slices)
