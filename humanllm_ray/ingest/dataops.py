@@ -648,21 +648,9 @@ def iter_parquet_slices(path: str, fs, schema: pa.Schema, rows: int = 0):
     whatever ``ingest.rows_per_file`` made the file's size."""
     import pyarrow.parquet as pq
 
-    rows = rows or PY_SLICE_ROWS
     pf = pq.ParquetFile(path, filesystem=fs)
-    # Row group by row group: the project's writers make a row group per slice, read whole and
-    # sliced here. ``iter_batches`` over the whole file read ahead across row groups: replayed on
-    # a 95k-row records-scratch file, +59-64 MB over the task's base against +28-32 this way
-    # (bench/README.md, curate Round 11). A foreign file's big row group is still read in batches.
-    for i in range(pf.num_row_groups):
-        if pf.metadata.row_group(i).num_rows <= 2 * rows:
-            group = pf.read_row_group(i, columns=schema.names).cast(schema)
-            for start in range(0, group.num_rows, rows):
-                yield group.slice(start, rows)
-            del group
-        else:
-            for rb in pf.iter_batches(batch_size=rows, row_groups=[i], columns=schema.names):
-                yield pa.Table.from_batches([rb]).cast(schema)
+    for rb in pf.iter_batches(batch_size=rows or PY_SLICE_ROWS, columns=schema.names):
+        yield pa.Table.from_batches([rb]).cast(schema)
 
 
 class PartWriter:
