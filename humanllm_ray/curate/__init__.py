@@ -276,10 +276,6 @@ def _split_kept_slices(drops, fs, quarantine_uri: str, ccfg=None):
     return slices
 
 
-_KEPT_SCHEMA = pa.schema([WORK_SCHEMA.field(c) for c in timelines.INPUT_COLUMNS]
-                         + [pa.field("tokens", pa.int64()), pa.field("opening", pa.string())])
-
-
 def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str, group_rows: int = 0):
     """by_key_partition hook (``batch_format="partition"``): one partition's qualified records
     -> timelines written to data/, the records of rejected users to _quarantine/ (files named by

@@ -214,9 +214,10 @@ SHUFFLE_COMPRESSION = "lz4"
 # Uncompressed bytes of rows a shuffle map task sorts by partition at a time (one "run"). Each
 # run's piece of a partition is compressed at once and held until the task writes its file, so
 # the task holds its block's rows LZ4-compressed plus one run, not the block twice (sorted copy)
-# with the UDF's output before it: the timelines map, whose files hold 9k kept rows at 100k
-# records and 17.5k at 1M, held ~5x its output (+100-125 MB a task, replayed; bench/README.md
-# curate Round 11). Big enough that the band and link shuffles' blocks stay one run.
+# with the UDF's output before it. Replayed on the timelines map (bench/README.md, curate Round
+# 11): no difference at bench/curate's files (8-18k kept rows), 288-312 -> 203-222 MB on a 95k-row
+# file, so a task's memory stops following ``ingest.rows_per_file`` through its output. Big
+# enough that the band and link shuffles' blocks stay one run.
 SHUFFLE_RUN_BYTES = 8 << 20
 
 
