@@ -684,7 +684,6 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     parts = [t for t in verified.iter_batches(batch_format="pyarrow") if t.num_rows]
     pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
     del parts
-    release_memory()
     if not pairs.num_rows:
         return [], {"candidate_links": n_candidates, "verified_links": 0}
 

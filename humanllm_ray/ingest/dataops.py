@@ -271,8 +271,6 @@ class _RunWriter:
             self._flush()
 
     def _flush(self) -> None:
-        import numpy as np
-
         if not self._pending:
             return
         run = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
