@@ -33,7 +33,7 @@ from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts,
                               partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
                               stage_data_context, tally, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
-from . import clean, dedup, filters, pii, timelines
+from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -120,17 +120,14 @@ def _record_pass_rows(ccfg, batch: pa.Table, node_id: str) -> pa.Table:
 
 def _mark_dups_udf(drops):
     """map_batches UDF: sets ``_reason``/``_detail``/``_raw`` of the batch's rows that are in
-    ``drops`` (pieces of a ``dedup.DROP_SCHEMA`` table: tables, or ObjectRefs of them under
-    Ray, read in place from the object store)."""
+    ``drops`` (pieces of a ``dedup.DROP_SCHEMA`` table: tables, object refs or Parquet files;
+    ``dedup.read_piece``), read at the first call and kept for the next ones."""
+    held: List[List[pa.Table]] = []
 
     def udf(batch: pa.Table) -> pa.Table:
-        pieces = [p for p in drops if isinstance(p, pa.Table)]
-        refs = [p for p in drops if not isinstance(p, pa.Table)]
-        if refs:
-            import ray
-
-            pieces += ray.get(refs)
-        pieces = [p for p in pieces if p.num_rows]
+        if not held:
+            held.append([p for p in map(dedup.read_piece, drops) if p.num_rows])
+        pieces = held[0]
         if not pieces or not batch.num_rows:
             return batch
         return by_slices(lambda piece: _mark_rows(pieces, piece), batch)
@@ -253,19 +250,24 @@ def _split_kept_slices(drops, fs, quarantine_uri: str, ccfg=None):
     qualified records yielded slice by slice, only the columns the timelines step needs, with
     each record's token count and opening (``timelines.with_plan_columns``). The shuffle's map
     task sorts and compresses them a run at a time, so it never holds the file's rows whole
-    (bench/README.md, curate Rounds 8 and 11)."""
+    (bench/README.md, curate Rounds 8 and 11).
+
+    ``drops``: the drop table's pieces, searched whole, or a :class:`drop_route.RoutedDrops`,
+    from which each file reads only its own drops (Round 12)."""
     import posixpath
 
     import pyarrow.compute as pc
 
-    mark = _mark_dups_udf(drops)
+    routed = isinstance(drops, drop_route.RoutedDrops)
+    mark = None if routed else _mark_dups_udf(drops)
 
     def slices(batch: pa.Table) -> Iterator[pa.Table]:
         for path in batch.column("path").to_pylist():
+            mark_file = _mark_dups_udf(drops.pieces_for(path)) if routed else mark
             name = "rejected-" + posixpath.basename(path)
             with PartWriter(quarantine_uri, name, timelines.QUARANTINE_SCHEMA) as quarantine:
                 for piece in iter_parquet_slices(path, fs, WORK_SCHEMA):
-                    piece = mark(piece)
+                    piece = mark_file(piece)
                     ok = pc.equal(piece.column("_reason"), "")
                     quarantine.write(_work_to_quarantine(piece.filter(pc.invert(ok))))
                     kept = timelines.with_plan_columns(piece.filter(ok), ccfg)
@@ -380,18 +382,16 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # 3. the records scratch read once more: rejected records to _quarantine/, qualified ones
     # shuffled by user into partitions of about timeline_rows_per_partition records, each cut
     # into timelines and written to data/ (rejected users' records to _quarantine/) by its task.
-    # The drop table reaches the tasks through the object store (read zero-copy), not pickled
-    # into every task: the driver's table is put there; the workers' pieces already are.
-    import ray
-
-    drops = [ray.put(p) if isinstance(p, pa.Table) else p for p in drops]
-    release_memory()  # the driver's own copy of the table, now in the store (~10 MB at 1M records)
+    # Each of those map tasks reads one records file and gets that file's drops only: the drop
+    # table is routed to the files first (drop_route), so no task holds or maps all of it.
+    routed = drop_route.route_drops(drops, n_dropped, signatures_uri, storage.join(scratch, "route"), n_pass)
+    del drops
+    release_memory()  # the driver's drop table, routed (~10 MB at 1M records)
 
     n_kept = n_pass - n_dropped
     # the records scratch streamed file by file (one task each; see _split_kept_slices)
     work_files, work_fs = parquet_file_list([records_uri])
-    kept_slices = _split_kept_slices(drops, work_fs, sd.quarantine_uri, ccfg)
-    del drops
+    kept_slices = _split_kept_slices(routed, work_fs, sd.quarantine_uri, ccfg)
     tl_counts = by_key_partition(file_list_dataset(work_files), partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
                                  batch_format="partition", scratch_uri=storage.join(scratch, "by-user"),

@@ -27,7 +27,8 @@
    row uid) is kept and the others are ``exact_duplicate`` (same normalized text as the
    keeper) or ``near_duplicate``. Up to ``DRIVER_COMPONENTS_MAX_PAIRS`` pairs the driver does
    it (scipy); past that the workers do (:mod:`.components`, Large-Star/Small-Star shuffles)
-   and the drop table stays in the object store as sorted pieces the driver only refers to.
+   and write the drop table as sorted Parquet pieces the driver only names. Curate then
+   routes each drop to the records file that holds its row (:mod:`.drop_route`).
    Driver memory is O(links) (16 bytes each) and never holds a signature.
 """
 
@@ -562,10 +563,7 @@ def drops_as_dict(pieces) -> Dict[str, Tuple[str, str]]:
     refs) for reading (tests, small runs)."""
     out: Dict[str, Tuple[str, str]] = {}
     for piece in ([pieces] if isinstance(pieces, pa.Table) else pieces):
-        if not isinstance(piece, pa.Table):
-            import ray
-
-            piece = ray.get(piece)
+        piece = read_piece(piece)
         out.update({u: (r, d) for u, r, d in zip(*(piece.column(c).to_pylist() for c in ("uid", "reason", "detail")))})
     return out
 
@@ -595,9 +593,9 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     one-process path).
 
     The rows to drop are a list of pieces of one :data:`DROP_SCHEMA` table, each sorted by
-    ``key`` (:func:`lookup_drops` reads them): the table itself when the driver found the
-    components (up to :data:`DRIVER_COMPONENTS_MAX_PAIRS` verified pairs), else object refs of
-    the pieces the workers made, which the driver never reads whole. The count dropped is
+    ``key`` (:func:`read_piece` reads one, :func:`lookup_drops` searches them): the table
+    itself when the driver found the components (up to :data:`DRIVER_COMPONENTS_MAX_PAIRS`
+    verified pairs), else the Parquet files the workers wrote, which the driver never reads. The count dropped is
     :func:`dropped_count` of the stats."""
     num_perm, bands = ccfg.minhash_num_perm, ccfg.minhash_bands
     if signatures is not None:
@@ -718,28 +716,54 @@ def _parquet_rows(uri: str) -> int:
     return sum(pq.ParquetFile(p, filesystem=fs).metadata.num_rows for p in paths)
 
 
-def _drop_piece(edges: pa.Table) -> pa.Table:
-    """map_batches UDF over final star edges (node, its keeper): their drop rows, sorted."""
-    return drop_rows(edges.column("x"), edges.column("y"))[0]
+_PIECE_COUNTS = pa.schema([("dropped", pa.int64()), ("exact", pa.int64())])
+
+
+def _drop_piece_writer(out_uri: str):
+    """map_batches UDF over final star edges (node, its keeper): their drop rows, sorted,
+    written to one Parquet file under ``out_uri`` (named by content: a retry rewrites it);
+    returns the counts."""
+    from ..ingest.dataops import content_name, write_part
+
+    def udf(edges: pa.Table) -> pa.Table:
+        table, n_exact = drop_rows(edges.column("x"), edges.column("y"))
+        write_part(table, out_uri, content_name(table, ["uid"], "drops"))
+        return pa.table({"dropped": [table.num_rows], "exact": [n_exact]}, schema=_PIECE_COUNTS)
+
+    return udf
+
+
+def read_piece(piece) -> pa.Table:
+    """A piece of the drop table in hand: a table, an object ref (read in place from the object
+    store) or the URI of a Parquet file of it (:func:`_drops_in_workers`)."""
+    if isinstance(piece, pa.Table):
+        return piece
+    if isinstance(piece, str):
+        import pyarrow.parquet as pq
+
+        path, fs = storage.arrow_fs(piece)
+        return pq.read_table(path, filesystem=fs, columns=DROP_SCHEMA.names).cast(DROP_SCHEMA)
+    import ray
+
+    return ray.get(piece)
 
 
 def _drops_in_workers(pairs_uri: str, n_pairs: int, scratch_uri: str, n_candidates: int):
-    """The drop table as pieces in the object store, from the components the workers find
-    (:mod:`.components`): the driver holds their references and a few counts."""
+    """The drop table as Parquet files (their URIs are the pieces), from the components the
+    workers find (:mod:`.components`): the driver holds their names and a few counts, and
+    nothing of it sits in the object store (there it was ~160 bytes a drop, ~0.6 GB at 55M
+    records, mapped until the last timelines map task ended)."""
     final, n_verified = components.star_edges(pairs_uri, n_pairs, scratch_uri)
-    pieces = read_parquet_files(final, components.EDGE_SCHEMA).map_batches(_drop_piece, batch_format="pyarrow")
-    refs = pieces.materialize().to_arrow_refs()
-    import ray
-
-    n_dropped = n_exact = 0
-    for ref in refs:  # one piece at a time, read in place from the object store
-        piece = ray.get(ref)
-        n_dropped += piece.num_rows
-        n_exact += int(pc.sum(pc.equal(piece.column("reason"), "exact_duplicate")).as_py() or 0)
-        del piece
+    drops_uri = storage.join(scratch_uri, "drops")
+    storage.rm(drops_uri)
+    counts = read_parquet_files(final, components.EDGE_SCHEMA).map_batches(
+        _drop_piece_writer(drops_uri), batch_format="pyarrow").take_all()
+    n_dropped = sum(int(r["dropped"]) for r in counts)
+    n_exact = sum(int(r["exact"]) for r in counts)
+    pieces = storage.ls_files(drops_uri, suffix=".parquet") if n_dropped else []
     log.info("dedup: %d candidate links, %d verified, %d records dropped in %d pieces (%s)", n_candidates,
-             n_verified, n_dropped, len(refs), _mem())
-    return refs, _drop_stats(n_candidates, n_verified, n_dropped, n_exact)
+             n_verified, n_dropped, len(pieces), _mem())
+    return pieces, _drop_stats(n_candidates, n_verified, n_dropped, n_exact)
 
 
 def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:

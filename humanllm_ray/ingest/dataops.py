@@ -163,6 +163,13 @@ def _part_udf(n: int, key: str):
     return udf
 
 
+def _value_part_udf(key: str):
+    def udf(batch: pa.Table) -> pa.Table:
+        return batch.append_column("_part", batch.column(key).cast(pa.int64()))
+
+    return udf
+
+
 def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Schema = None,
                      batch_format: str = "pandas", scratch_uri: Optional[str] = None,
                      map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
@@ -254,8 +261,9 @@ class _RunWriter:
     once; ``write`` puts every partition's pieces back to back in one file (one byte range per
     partition, read by :func:`_read_ipc_streams`) and returns the index rows."""
 
-    def __init__(self, n: int, key: str, run_bytes: int = SHUFFLE_RUN_BYTES):
-        self._part_udf = _part_udf(n, key)
+    def __init__(self, n: int, key: str, run_bytes: int = SHUFFLE_RUN_BYTES, by_value: bool = False):
+        # by_value: ``key`` already holds each row's partition (0..n-1), not a key to hash
+        self._part_udf = _value_part_udf(key) if by_value else _part_udf(n, key)
         self._run_bytes = run_bytes
         self._pending: List[pa.Table] = []
         self._pending_bytes = 0
@@ -313,6 +321,30 @@ class _RunWriter:
         return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
 
 
+def shuffle_index(parts: List[pa.Table]):
+    """(file names, index, los, his) of a shuffle's map output: ``parts``, the map tasks'
+    :data:`SHUFFLE_INDEX_SCHEMA` rows, as one table sorted by partition whose rows ``los[i]`` to
+    ``his[i]`` are the i-th non-empty partition's pieces (``ShufflePartition.of_index``).
+
+    The index stays columnar (file ids, not names; no Python row per piece), and each reduce
+    task slices its own range of it from the object store. As Python rows it was M map files x
+    P partitions dicts on the driver: ~2.8M for the band shuffle at 55M records (2,750 x 1024),
+    over a GB, where this is ~30 bytes a piece."""
+    import pyarrow.compute as pc
+
+    index = pa.concat_tables(parts) if parts else SHUFFLE_INDEX_SCHEMA.empty_table()
+    del parts
+    files = pc.unique(index.column("file"))
+    index = pa.table({"file_id": pc.index_in(index.column("file"), value_set=files),
+                      "part": index.column("part"), "offset": index.column("offset"),
+                      "length": index.column("length"), "rows": index.column("rows")}).sort_by("part").combine_chunks()
+    part_col = index.column("part").to_numpy()
+    cuts = np.flatnonzero(np.diff(part_col)) + 1 if len(part_col) else np.empty(0, np.int64)
+    los = np.concatenate([[0], cuts]).astype(np.int64) if len(part_col) else np.empty(0, np.int64)
+    his = np.append(los[1:], len(part_col)).astype(np.int64)
+    return files, index, los, his
+
+
 def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
                  schema: Optional[pa.Schema] = None,
                  map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
@@ -338,7 +370,6 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
-    import numpy as np
     import pyarrow.compute as pc
     import ray
 
@@ -361,22 +392,9 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     t0 = time.monotonic()
     mapped = (ds.map_batches(write_map, batch_size=1, batch_format="pyarrow") if map_fn is not None
               else ds.map_batches(write_map, batch_format="pyarrow"))
-    parts = [t for t in mapped.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
-    index = pa.concat_tables(parts) if parts else SHUFFLE_INDEX_SCHEMA.empty_table()
-    del parts
+    files, index, los, his = shuffle_index(
+        [t for t in mapped.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows])
     n_rows_total = int(pc.sum(index.column("rows")).as_py() or 0)
-    # The index stays columnar (file ids, not names; no Python row per piece) and sorted by
-    # partition, and each reduce task slices its own range of it from the object store. As
-    # Python rows it was M map files x P partitions dicts on the driver: ~2.8M for the band
-    # shuffle at 55M records (2,750 x 1024), over a GB, where this is ~30 bytes a piece.
-    files = pc.unique(index.column("file"))
-    index = pa.table({"file_id": pc.index_in(index.column("file"), value_set=files),
-                      "part": index.column("part"), "offset": index.column("offset"),
-                      "length": index.column("length"), "rows": index.column("rows")}).sort_by("part").combine_chunks()
-    part_col = index.column("part").to_numpy()
-    cuts = np.flatnonzero(np.diff(part_col)) + 1 if len(part_col) else np.empty(0, np.int64)
-    los = np.concatenate([[0], cuts]).astype(np.int64) if len(part_col) else np.empty(0, np.int64)
-    his = np.append(los[1:], len(part_col)).astype(np.int64)
     shared = {"files": files, "index": index}
     if ray.is_initialized():
         shared = ray.put(shared)
@@ -386,9 +404,8 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         names, idx = got["files"], got["index"]
         out = []
         for lo, hi in zip(batch.column("lo").to_pylist(), batch.column("hi").to_pylist()):
-            part = ShufflePartition([names[i].as_py() for i in idx.column("file_id").slice(lo, hi - lo).to_pylist()],
-                                    *(idx.column(c).slice(lo, hi - lo).to_numpy() for c in ("offset", "length", "rows")),
-                                    cache_bytes=PARTITION_CACHE_BYTES if batch_format == "partition" else 0)
+            part = ShufflePartition.of_index(names, idx, lo, hi,
+                                             cache_bytes=PARTITION_CACHE_BYTES if batch_format == "partition" else 0)
             if not part.num_rows:
                 out.append(schema.empty_table() if schema is not None else pa.table({}))
                 continue
@@ -442,6 +459,13 @@ class ShufflePartition:
         if self._cache is not None:
             self._cache[i] = buf
         return buf
+
+    @classmethod
+    def of_index(cls, files: pa.Array, index: pa.Table, lo: int, hi: int, cache_bytes: int = 0) -> "ShufflePartition":
+        """The partition whose pieces are rows ``lo`` to ``hi`` of a :func:`shuffle_index` index."""
+        return cls([files[i].as_py() for i in index.column("file_id").slice(lo, hi - lo).to_pylist()],
+                   *(index.column(c).slice(lo, hi - lo).to_numpy() for c in ("offset", "length", "rows")),
+                   cache_bytes=cache_bytes)
 
     def read_slice(self, i: int, columns: Optional[List[str]] = None, with_part: bool = False) -> pa.Table:
         """Slice i's rows, only ``columns`` (default: all but the shuffle's ``_part``, unless
