@@ -53,25 +53,38 @@ def main() -> None:
     args, cfg = bench.profile_setup(__doc__, "memprofile", every=3.0)
 
     samples, stop, t0 = [], threading.Event(), time.monotonic()
+    phases: dict = {}
+
+    def save():
+        if args.out:  # written as it goes too, so a run stopped early (a 10M one) keeps its samples
+            with open(args.out + ".tmp", "w") as f:
+                json.dump({"n": args.n, "phases": phases, "samples": samples}, f)
+            os.replace(args.out + ".tmp", args.out)
 
     def loop():
+        last = time.monotonic()
         while not stop.is_set():
             samples.append({"t": round(time.monotonic() - t0, 1), "procs": sample_tree(os.getpid())})
+            if time.monotonic() - last > 60:
+                save()
+                last = time.monotonic()
             stop.wait(args.every)
 
-    threading.Thread(target=loop, daemon=True).start()
+    sampler = threading.Thread(target=loop, daemon=True)
+    sampler.start()
     import ray
 
     from humanllm_ray import curate, ingest
 
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    phases = {"ray_up": time.monotonic() - t0}
+    phases["ray_up"] = time.monotonic() - t0
     ingest.run(cfg)
     phases["ingest_done"] = time.monotonic() - t0
     curate.run(cfg)
     phases["curate_done"] = time.monotonic() - t0
     stop.set()
+    sampler.join()
     ray.shutdown()
 
     def total(s, k):
@@ -83,9 +96,7 @@ def main() -> None:
           f"{total(peak, 'store_mb')} MB")
     for p in sorted(peak["procs"], key=lambda p: -p["pss_mb"])[:6]:
         print(f"  {p['pss_mb']:6d} MB (store {p['store_mb']:5d})  {p['name']}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"n": args.n, "phases": phases, "samples": samples}, f)
+    save()
 
 
 if __name__ == "__main__":
