@@ -559,8 +559,8 @@ def lookup_drops(pieces, uids: List[str]) -> Tuple[np.ndarray, List[str], List[s
 
 
 def drops_as_dict(pieces) -> Dict[str, Tuple[str, str]]:
-    """{row uid: (reason, detail)}: the drop table (a table, or pieces of one: tables or object
-    refs) for reading (tests, small runs)."""
+    """{row uid: (reason, detail)}: the drop table (a table, or pieces of one; see
+    :func:`read_piece`) for reading (tests, small runs)."""
     out: Dict[str, Tuple[str, str]] = {}
     for piece in ([pieces] if isinstance(pieces, pa.Table) else pieces):
         piece = read_piece(piece)
@@ -595,8 +595,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     The rows to drop are a list of pieces of one :data:`DROP_SCHEMA` table, each sorted by
     ``key`` (:func:`read_piece` reads one, :func:`lookup_drops` searches them): the table
     itself when the driver found the components (up to :data:`DRIVER_COMPONENTS_MAX_PAIRS`
-    verified pairs), else the Parquet files the workers wrote, which the driver never reads. The count dropped is
-    :func:`dropped_count` of the stats."""
+    verified pairs), else the Parquet files the workers wrote, which the driver never reads.
+    The count dropped is :func:`dropped_count` of the stats."""
     num_perm, bands = ccfg.minhash_num_perm, ccfg.minhash_bands
     if signatures is not None:
         sig = signatures
