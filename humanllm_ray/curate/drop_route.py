@@ -153,8 +153,8 @@ class RoutedDrops:
 
 def route_drops(drops: list, n_dropped: int, signatures_uri: str, scratch_uri: str,
                 n_rows: int) -> RoutedDrops:
-    """The drop table (``drops``: ``dedup.find_duplicates``' pieces, tables or object refs; it
-    drops ``n_dropped`` rows) routed to the records scratch files, through a shuffle under
+    """The drop table (``drops``: ``dedup.find_duplicates``' pieces, see ``dedup.read_piece``;
+    it drops ``n_dropped`` rows) routed to the records scratch files, through a shuffle under
     ``scratch_uri`` (``n_rows``: the signature rows, for its partition count)."""
     import ray
 
