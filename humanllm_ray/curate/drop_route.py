@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pyarrow as pa
@@ -91,7 +91,6 @@ def _route_reduce(n_files: int, out_uri: str):
     """Reduce of the routing shuffle: the partition's drops joined to their files, written by
     file index (one byte range per file); returns the index rows plus one row with ``part``
     -1 whose ``rows`` counts the partition's drops that found a file."""
-    from .dedup import _ranges
 
     def fn(part: pa.Table) -> pa.Table:
         is_sig = pc.greater_equal(part.column("file"), 0)
@@ -106,7 +105,7 @@ def _route_reduce(n_files: int, out_uri: str):
             sig_key, sig_file = sig_key[order], sig.column("file").to_numpy()[order]
             drop_key = drops.column("_jkey").to_numpy()
             lo, hi = np.searchsorted(sig_key, drop_key, "left"), np.searchsorted(sig_key, drop_key, "right")
-            owner, pos = _ranges(lo, hi)
+            owner, pos = dedup._ranges(lo, hi)
             # one row per (drop, file): a file holding two rows of one _ord needs the drop once
             pair = np.unique(owner.astype(np.int64) * n_files + sig_file[pos])
             owner, file = pair // n_files, (pair % n_files).astype(np.int32)
@@ -126,9 +125,8 @@ class RoutedDrops:
     """Where each records scratch file's drops are (:func:`route_drops`); :meth:`pieces_for`
     reads one file's, in a timelines map task."""
 
-    def __init__(self, file_of: Dict[str, int], shared=None, n_dropped: int = 0):
+    def __init__(self, file_of: Dict[str, int], shared=None):
         self.file_of = file_of
-        self.n_dropped = n_dropped
         self._shared = shared  # {"files", "index", "at": {file index: (lo, hi)}}, or its object ref
 
     def pieces_for(self, path: str) -> List[pa.Table]:
@@ -187,7 +185,7 @@ def route_drops(drops: list, n_dropped: int, signatures_uri: str, scratch_uri: s
         shared = ray.put(shared)
     log.info("curate: %d duplicates routed to %d of %d records files (%.1f s)", n_dropped, len(at), len(sig_paths),
              time.monotonic() - t0)
-    return RoutedDrops(file_of, shared, n_dropped)
+    return RoutedDrops(file_of, shared)
 
 
 __all__ = ["route_drops", "RoutedDrops", "ROUTE_SCHEMA", "scratch_stem"]
