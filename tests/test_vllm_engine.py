@@ -102,22 +102,57 @@ def _wait_gone(procs, timeout_s=GONE_WITHIN_S):
     return [f"{p.pid}" for p in _alive(procs)], time.monotonic() - t0
 
 
+def _vllm_started_since(t0):
+    """vLLM processes of this user started at or after ``t0`` anywhere on the machine, by title.
+    Not only this process's descendants: a CI run once saw none below the test process while the
+    stage's actor answered every request, so the watcher does not bet on the process tree."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name", "cmdline", "uids", "create_time"]):
+        try:
+            title = (p.info["name"] or "") + " " + " ".join(p.info["cmdline"] or [])
+            mine = p.info["uids"] is not None and p.info["uids"].real == os.getuid()
+            if mine and ("VLLM::" in title or "EngineCore" in title) and p.info["create_time"] >= t0:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
 class _Watcher:
-    """Records every vLLM process that appears below this process while a block runs (a Ray
-    actor's engine core may be reparented once the actor exits, so it is caught while alive)."""
+    """Records every vLLM process of this user that starts while a block runs (a Ray actor's
+    engine core may be reparented once the actor exits, so it is caught while alive). It also
+    keeps the titles of every process started meanwhile, for the message when it sees none."""
 
     def __init__(self, ignore):
         self.ignore = {p.pid for p in ignore}
         self.seen = {}
+        self.started = {}
+        self.errors = []
+        # psutil's create_time is rounded to the clock tick: a little slack keeps a process
+        # started in the same tick as the watcher.
+        self._t0 = time.time() - 1.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self):
+        import psutil
+
         while not self._stop.is_set():
-            for p in _vllm_descendants():
-                if p.pid not in self.ignore:
-                    self.seen.setdefault(p.pid, p)
-            self._stop.wait(0.5)
+            try:
+                for p in _vllm_started_since(self._t0):
+                    if p.pid not in self.ignore:
+                        self.seen.setdefault(p.pid, p)
+                for p in psutil.process_iter(["name", "create_time"]):
+                    if (p.info["create_time"] or 0) >= self._t0:
+                        self.started[p.pid] = p.info["name"]  # the latest title: vLLM renames its processes
+            except Exception as e:  # a poll that fails is reported, not a silently dead watcher
+                self.errors.append(repr(e))
+            self._stop.wait(0.25)
+
+    def describe(self):
+        return f"processes started meanwhile: {sorted(set(self.started.values()))}; poll errors: {self.errors[:3]}"
 
     def __enter__(self):
         self._thread.start()
@@ -230,7 +265,7 @@ def test_synth_stage_on_vllm(ray_local, tmp_path):
     print(f"\nsynth on vllm: {r['rows_in']} requests in {time.perf_counter() - t0:.1f} s, report {r['seconds']:.1f} s")
     # The actor closed its engine when Ray Data released the pool: the stage's vLLM
     # processes (seen while it ran) are gone within a short bounded wait, not ~90 s later.
-    assert watcher.seen, "no vLLM engine-core process was seen below the test process during the stage"
+    assert watcher.seen, f"no vLLM engine-core process was seen during the stage; {watcher.describe()}"
     left, waited = _wait_gone(list(watcher.seen.values()))
     print(f"stage's vLLM processes {sorted(watcher.seen)} gone {waited:.1f} s after the stage returned")
     assert not left, f"vLLM processes {left} still alive {GONE_WITHIN_S} s after the synthesis stage returned"
