@@ -128,6 +128,13 @@ class CurateConfig:
     # signatures): the stage streams through files instead of holding whole datasets in the
     # object store, and each file is one parallel task of the next pass.
     rows_per_file: int = 20_000
+    # Files a record-pass worker runs before Ray replaces it with a fresh process (Ray's
+    # max_calls; 0: never). A long-lived worker keeps the high-water mark of every file it ran
+    # (glibc and Python arenas fragment, and trimming gives back only whole free pages): at 10M
+    # records the two record-pass workers drifted from ~290 to ~320-350 MB over ~100 files each
+    # where at 1M (~27 files each) they stayed at 260-300 (bench/README.md curate Round 12).
+    # A replacement costs ~2-3 s of start-up (Ray worker, imports, langid's model).
+    worker_max_files: int = 16
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 128
     minhash_bands: int = 16

@@ -189,6 +189,24 @@ def test_worker_killed_mid_curation_output_equals_clean_run(ingested_and_clean):
     _assert_same_as_clean(_snapshot(out_uri), clean)
 
 
+def test_recycled_record_pass_workers_output_equals_clean_run(ingested_and_clean):
+    """curate.worker_max_files=1: Ray replaces the record pass's worker after every file (its
+    max_calls), so each file runs in a process of its own, and the output is the clean run's."""
+    from humanllm_ray import curate
+
+    cfg, root, clean = ingested_and_clean
+    out_uri = str(root / "curated_recycled")
+    rep = curate.run(_cfg(root, "curate.worker_max_files=1"), output_uri=out_uri)
+    n_files = rep["record_pass_files"]
+    print(f"\nrecord pass: {n_files} files on {rep['record_pass_workers']} processes "
+          f"(clean run, worker_max_files={cfg.curate.worker_max_files}: {clean['report']['record_pass_workers']})")
+    # more files than the 2 CPUs' long-lived workers, so a pass that kept its workers would differ
+    assert n_files >= 4, "too few ingested files to tell recycled workers from long-lived ones"
+    assert rep["record_pass_workers"] == n_files
+    assert clean["report"]["record_pass_workers"] < n_files
+    _assert_same_as_clean(_snapshot(out_uri), clean)
+
+
 # ----------------------------------------------------------------------------- 2. driver killed
 
 

@@ -173,6 +173,9 @@ def _work_to_quarantine(batch: pa.Table) -> pa.Table:
 # What the record pass returns per block, instead of its rows (they go to scratch files).
 PASS_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("_reason", pa.string()), ("_node", pa.string()),
                                ("n", pa.int64())])
+# ... and which worker process ran each file (the report's record_pass_workers: how many
+# processes the pass used, which curate.worker_max_files raises above the CPUs).
+PASS_WORKER_SCHEMA = PASS_COUNT_SCHEMA.append(pa.field("_worker", pa.string()))
 # What the timelines step returns per partition, instead of its timelines (they go to data/).
 TIMELINE_COUNT_SCHEMA = pa.schema([("platform", pa.string()), ("users", pa.int64()), ("timelines", pa.int64()),
                                    ("records", pa.int64())])
@@ -214,10 +217,11 @@ def _record_pass_writer(ccfg, fs, scratch_uri: str, signatures_uri: str, hold_ma
                 counts.append(block_counts(work, ["platform", "_reason", "_node"], PASS_COUNT_SCHEMA))
                 del work, passed, piece
         if not counts:
-            return PASS_COUNT_SCHEMA.empty_table()
-        return pa.concat_tables(counts)
+            return PASS_WORKER_SCHEMA.empty_table()
+        counts = pa.concat_tables(counts)
+        return counts.append_column("_worker", pa.array([f"{node_id}:{os.getpid()}"] * counts.num_rows, pa.string()))
 
-    return per_file_udf(one_file, PASS_COUNT_SCHEMA)
+    return per_file_udf(one_file, PASS_WORKER_SCHEMA)
 
 
 def _split_kept_udf(drops, quarantine_uri: str, ccfg=None):
@@ -353,11 +357,16 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # system failures without limit; ray/data/_internal/remote_fn.py), so nothing is set here.
     hold = sd.path(*FAULT_HOLD)
     hold = hold if storage.exists(hold) else None
-    # One task per ingested file (batch_size=1), which it streams: see _record_pass_writer.
+    # One task per ingested file (batch_size=1), which it streams: see _record_pass_writer. A
+    # worker is replaced after curate.worker_max_files files, so its retained heap is bounded by
+    # that many files, not by the corpus's size (config.py says what was measured).
     signatures_uri = storage.join(scratch, "dedup", "signatures")
-    pass_counts = tally(file_list_dataset(files).map_batches(
+    pass_rows = file_list_dataset(files).map_batches(
         _record_pass_writer(ccfg, fs, records_uri, signatures_uri, hold), batch_size=1,
-        batch_format="pyarrow").take_all(), ["platform", "_reason", "_node"])
+        batch_format="pyarrow", max_calls=ccfg.worker_max_files or None).take_all()
+    pass_counts = tally(pass_rows, ["platform", "_reason", "_node"])
+    n_workers = len({r["_worker"] for r in pass_rows})
+    del pass_rows
     in_counts: Dict[str, int] = {}
     nodes: Dict[str, int] = {}  # records processed by the record pass per Ray node (the spread)
     for (p, _r, node), n in pass_counts.items():
@@ -365,8 +374,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         nodes[node] = nodes.get(node, 0) + n
     n_in = sum(in_counts.values())
     n_pass = sum(n for (_p, r, _node), n in pass_counts.items() if r == "")
-    log.info("curate: record pass: %d records, %d passed the record rules (%.1f s)", n_in, n_pass,
-             time.monotonic() - t0)
+    log.info("curate: record pass: %d records, %d passed the record rules, %d files on %d worker processes "
+             "(%.1f s)", n_in, n_pass, len(files), n_workers, time.monotonic() - t0)
 
     # 2. duplicates among the records that passed
     drops: List[Any] = []
@@ -439,6 +448,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         by_reason=by_reason,
         by_platform=by_platform,
         extra={"users": sum(user_counts.values()), "timelines": n_timelines, "dedup": dedup_stats, "nodes": nodes,
+               "record_pass_files": len(files), "record_pass_workers": n_workers,
                "schema": [f"{f.name}:{f.type}" for f in TIMELINE_SCHEMA]},
     )
 
