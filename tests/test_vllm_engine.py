@@ -76,9 +76,13 @@ def _vllm_descendants():
             title = p.name() + " " + " ".join(p.cmdline())
         except psutil.Error:
             continue
-        if "VLLM::" in title or "EngineCore" in title:
+        if _is_vllm(title):
             found.append(p)
     return found
+
+
+def _is_vllm(title: str) -> bool:
+    return "VLLM::" in title or "EngineCore" in title
 
 
 def _alive(procs):
@@ -102,24 +106,6 @@ def _wait_gone(procs, timeout_s=GONE_WITHIN_S):
     return [f"{p.pid}" for p in _alive(procs)], time.monotonic() - t0
 
 
-def _vllm_started_since(t0):
-    """vLLM processes of this user started at or after ``t0`` anywhere on the machine, by title.
-    Not only this process's descendants: a CI run once saw none below the test process while the
-    stage's actor answered every request, so the watcher does not bet on the process tree."""
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["name", "cmdline", "uids", "create_time"]):
-        try:
-            title = (p.info["name"] or "") + " " + " ".join(p.info["cmdline"] or [])
-            mine = p.info["uids"] is not None and p.info["uids"].real == os.getuid()
-            if mine and ("VLLM::" in title or "EngineCore" in title) and p.info["create_time"] >= t0:
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
-
-
 class _Watcher:
     """Records every vLLM process of this user that starts while a block runs (a Ray actor's
     engine core may be reparented once the actor exits, so it is caught while alive). It also
@@ -139,14 +125,19 @@ class _Watcher:
     def _poll(self):
         import psutil
 
+        me = os.getuid()
         while not self._stop.is_set():
             try:
-                for p in _vllm_started_since(self._t0):
-                    if p.pid not in self.ignore:
+                # Every process of this user started since the watch began, not only this
+                # process's descendants: a CI run once saw none below the test process while the
+                # stage's actor answered every request, so the watch does not bet on the tree.
+                for p in psutil.process_iter(["name", "cmdline", "uids", "create_time"]):
+                    info = p.info
+                    if (info["create_time"] or 0) < self._t0 or info["uids"] is None or info["uids"].real != me:
+                        continue
+                    self.started[p.pid] = info["name"]  # the latest title: vLLM renames its processes
+                    if _is_vllm((info["name"] or "") + " " + " ".join(info["cmdline"] or [])) and p.pid not in self.ignore:
                         self.seen.setdefault(p.pid, p)
-                for p in psutil.process_iter(["name", "create_time"]):
-                    if (p.info["create_time"] or 0) >= self._t0:
-                        self.started[p.pid] = p.info["name"]  # the latest title: vLLM renames its processes
             except Exception as e:  # a poll that fails is reported, not a silently dead watcher
                 self.errors.append(repr(e))
             self._stop.wait(0.25)

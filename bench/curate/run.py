@@ -639,9 +639,9 @@ def profile_setup(doc: str, name: str, every: float):
     data = ensure_data(args.n, args.seed, args.data_root)["path"]
     root = os.path.join(HERE, "..", "out", "curate-work", f"{name}-{args.n}")
     if args.keep_ingest:
-        for name in os.listdir(root) if os.path.isdir(root) else []:
-            if name != "ingested":
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        for entry in os.listdir(root) if os.path.isdir(root) else []:
+            if entry != "ingested":
+                shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
     else:
         shutil.rmtree(root, ignore_errors=True)
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(name)s %(message)s")
