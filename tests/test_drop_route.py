@@ -80,3 +80,24 @@ def test_no_drops_and_a_drop_of_no_file(ray_local, tmp_path):
     with pytest.raises(RuntimeError, match="1 of 201 duplicates to drop matched no records scratch file"):
         drop_route.route_drops([whole, stray], whole.num_rows + 1, str(tmp_path / "sig"), str(tmp_path / "route1"),
                                600)
+
+
+def test_route_reduce_counts_a_partition_whose_drops_found_no_file(tmp_path):
+    """A routing reduce always returns one index row: its pieces as lists (none when no drop of
+    the partition found a file) and the count that did, which route_drops checks."""
+    def part(rows):
+        return pa.table({"_jkey": pa.array([r[0] for r in rows], pa.uint64()),
+                         "file": pa.array([r[1] for r in rows], pa.int32()),
+                         "key": pa.array([r[2] for r in rows], pa.uint64()), "uid": [r[3] for r in rows],
+                         "reason": [r[4] for r in rows], "detail": [r[4] and "keeper" for r in rows]},
+                        schema=drop_route.ROUTE_SCHEMA)
+
+    (tmp_path / "by-file").mkdir()
+    reduce = drop_route._route_reduce(3, str(tmp_path / "by-file"))
+    none = reduce(part([(7, 0, 0, None, None), (9, -1, 9, "u9", "near_duplicate")]))  # drop 9 meets no row
+    assert none.schema == drop_route.ROUTE_INDEX_SCHEMA and none.num_rows == 1
+    assert none.column("matched").to_pylist() == [0] and none.column("part").to_pylist() == [[]]
+    some = reduce(part([(7, 2, 0, None, None), (7, -1, 7, "u7", "exact_duplicate"),
+                        (9, -1, 9, "u9", "exact_duplicate")]))
+    assert some.column("matched").to_pylist() == [1] and some.column("part").to_pylist() == [[2]]
+    assert some.column("rows").to_pylist() == [[1]] and some.column("file")[0].as_py().endswith(".arrows")

@@ -466,12 +466,17 @@ def test_run_writer_puts_a_partitions_runs_in_one_byte_range(tmp_path):
     for o in range(0, tbl.num_rows, 170):
         runs.add(tbl.slice(o, 170))
     runs.add(tbl.slice(0, 0))
-    index = runs.write(str(tmp_path))
-    assert index.column("part").to_pylist() == sorted(set(index.column("part").to_pylist()))  # one range each
+    written = runs.write(str(tmp_path))
+    assert written.num_rows == 1  # one index row per map file, its pieces as lists
+    parts = written.column("part")[0].as_py()
+    assert parts == sorted(set(parts))  # one range each
+    files, index, los, his = dataops.shuffle_index([written])
+    assert len(files) == 1 and index.column("part").to_pylist() == parts and list(his - los) == [1] * len(parts)
     assert sum(index.column("rows").to_pylist()) == tbl.num_rows
     want_part = dataops._part_udf(4, "k")(tbl).column("_part").to_numpy()
     n_streams = 0
     for r in index.to_pylist():
+        r["file"] = files[r["file_id"]].as_py()
         with open(r["file"], "rb") as fh:
             fh.seek(r["offset"])
             reader = pa.BufferReader(fh.read(r["length"]))
@@ -489,6 +494,31 @@ def test_run_writer_puts_a_partitions_runs_in_one_byte_range(tmp_path):
         assert part.read(with_part=True).column("_part").to_pylist() == [r["part"]] * r["rows"]
     assert n_streams > 5  # the runs of a partition are back to back in its range
     assert dataops._RunWriter(4, "k").write(str(tmp_path / "none")).num_rows == 0
+
+
+def test_shuffle_index_flattens_map_rows_by_partition():
+    """The map tasks' one-row indexes (lists of pieces) become one flat table sorted by
+    partition, each piece naming its map file by position, each partition one contiguous range."""
+    import numpy as np
+
+    from humanllm_ray.ingest import dataops
+
+    maps = [pa.table({"file": [f], "part": [p], "offset": [o], "length": [ln], "rows": [r]},
+                     schema=dataops.MAP_INDEX_SCHEMA)
+            for f, p, o, ln, r in [("m0", [0, 2, 5], [0, 10, 30], [10, 20, 5], [1, 2, 3]),
+                                   ("m1", [2], [0], [7], [4]),
+                                   ("m2", [0, 5], [0, 3], [3, 9], [5, 6])]]
+    files, index, los, his = dataops.shuffle_index(maps)
+    assert files.to_pylist() == ["m0", "m1", "m2"]
+    rows = [(files[r["file_id"]].as_py(), r["part"], r["offset"], r["length"], r["rows"]) for r in index.to_pylist()]
+    assert rows == [("m0", 0, 0, 10, 1), ("m2", 0, 0, 3, 5), ("m0", 2, 10, 20, 2), ("m1", 2, 0, 7, 4),
+                    ("m0", 5, 30, 5, 3), ("m2", 5, 3, 9, 6)]
+    assert los.tolist() == [0, 2, 4] and his.tolist() == [2, 4, 6]
+    part = dataops.ShufflePartition.of_index(files, index, int(los[1]), int(his[1]))
+    assert part.num_rows == 6 and part.slice_rows.tolist() == [2, 4]
+    empty_files, empty, lo0, hi0 = dataops.shuffle_index([])
+    assert len(empty_files) == 0 and empty.num_rows == 0 and len(lo0) == len(hi0) == 0
+    assert np.issubdtype(index.column("file_id").to_numpy().dtype, np.int32)
 
 
 # ----------------------------------------------------------------------------- malformed input

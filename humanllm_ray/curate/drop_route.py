@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import (SHUFFLE_INDEX_SCHEMA, ShufflePartition, _RunWriter, by_key_partition,
+from ..ingest.dataops import (MAP_INDEX_SCHEMA, ShufflePartition, _RunWriter, by_key_partition,
                               file_list_dataset, parquet_file_list, partitions_for, shuffle_index)
 from . import dedup
 
@@ -47,6 +47,9 @@ ROUTE_SCHEMA = pa.schema([("_jkey", pa.uint64()), ("file", pa.int32()), ("key", 
 # Rows per partition of the routing shuffle: a signature's row is ~30 bytes (its string columns
 # null), so ~15 MB a partition; drops are ~7% of the rows.
 ROUTE_ROWS_PER_PARTITION = 500_000
+# What a routing reduce returns: its map index (one row, empty lists when no drop matched a file)
+# and how many of its partition's drops found a file.
+ROUTE_INDEX_SCHEMA = MAP_INDEX_SCHEMA.append(pa.field("matched", pa.int64()))
 # A file-list item that stands for drop piece i (an object ref), not a file.
 _PIECE = "drops-piece:"
 # Signature rows read at a time by the map side (two numbers each).
@@ -89,16 +92,15 @@ def _route_map(file_of: Dict[str, int], refs: list, fs, mask: int):
 
 def _route_reduce(n_files: int, out_uri: str):
     """Reduce of the routing shuffle: the partition's drops joined to their files, written by
-    file index (one byte range per file); returns the index rows plus one row with ``part``
-    -1 whose ``rows`` counts the partition's drops that found a file."""
+    file index (one byte range per file); returns a :data:`ROUTE_INDEX_SCHEMA` row, whose
+    ``matched`` counts the partition's drops that found a file."""
 
     def fn(part: pa.Table) -> pa.Table:
         is_sig = pc.greater_equal(part.column("file"), 0)
         sig = part.filter(is_sig)
         drops = part.filter(pc.invert(is_sig))
         del part
-        matched = SHUFFLE_INDEX_SCHEMA.empty_table()
-        index = matched
+        index, matched = MAP_INDEX_SCHEMA.empty_table(), 0
         if drops.num_rows and sig.num_rows:
             sig_key = sig.column("_jkey").to_numpy()
             order = np.argsort(sig_key, kind="stable")
@@ -114,9 +116,11 @@ def _route_reduce(n_files: int, out_uri: str):
             writer = _RunWriter(n_files, "file", by_value=True)
             writer.add(routed)
             index = writer.write(out_uri)
-            matched = pa.table({"file": [""], "part": [-1], "offset": [0], "length": [0],
-                                "rows": [int(np.count_nonzero(hi > lo))]}, schema=SHUFFLE_INDEX_SCHEMA)
-        return pa.concat_tables([index, matched])
+            matched = int(np.count_nonzero(hi > lo))
+        if not index.num_rows:
+            index = pa.table({"file": [""], "part": [[]], "offset": [[]], "length": [[]], "rows": [[]]},
+                             schema=MAP_INDEX_SCHEMA)
+        return index.append_column("matched", pa.array([matched], pa.int64()))
 
     return fn
 
@@ -171,13 +175,13 @@ def route_drops(drops: list, n_dropped: int, signatures_uri: str, scratch_uri: s
                                map_fn=_route_map(file_of, refs, fs, dedup.ORD_MASK))
     rows = [t for t in reduced.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
     del refs
-    found = pa.concat_tables(rows) if rows else SHUFFLE_INDEX_SCHEMA.empty_table()
-    is_count = pc.equal(found.column("part"), -1)
-    matched = int(pc.sum(found.filter(is_count).column("rows")).as_py() or 0)
+    found = pa.concat_tables(rows) if rows else ROUTE_INDEX_SCHEMA.empty_table()
+    matched = int(pc.sum(found.column("matched")).as_py() or 0)
     if matched != n_dropped:
         raise RuntimeError(f"curate: {n_dropped - matched} of {n_dropped} duplicates to drop matched no records "
                            f"scratch file (signatures under {signatures_uri}); refusing to keep them silently")
-    files, index, los, his = shuffle_index([found.filter(pc.invert(is_count))])
+    has_pieces = pc.greater(pc.list_value_length(found.column("part")), 0)
+    files, index, los, his = shuffle_index([found.drop_columns(["matched"]).filter(has_pieces)])
     parts = index.column("part").to_numpy()
     at = {int(parts[lo]): (int(lo), int(hi)) for lo, hi in zip(los, his)}
     shared: object = {"files": files, "index": index, "at": at}

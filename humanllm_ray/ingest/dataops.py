@@ -211,8 +211,15 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     ).map_groups(call, batch_format="pyarrow" if batch_format == "partition" else batch_format)
 
 
-SHUFFLE_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.int64()), ("offset", pa.int64()),
-                                  ("length", pa.int64()), ("rows", pa.int64())])
+# What a shuffle map task returns: one row per map file, the byte range (offset, length) and
+# row count of each of its non-empty partitions as lists, so the file's name crosses once and
+# not once per piece. As one row per piece, the names made the blocks the driver gathered ~5x
+# the index (~120 MB for the links join at 10M records, 740 map files x 1024 partitions);
+# replayed at that shape (bench/curate/shuffleindex.py), the driver's peak over the step went
+# +131 -> +80 MB and what it kept after it +72 -> +39 MB (bench/README.md, curate Round 14).
+MAP_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.list_(pa.int32())),
+                              ("offset", pa.list_(pa.int64())), ("length", pa.list_(pa.int64())),
+                              ("rows", pa.list_(pa.int64()))])
 # Arrow IPC buffers compressed with LZ4 (what Spark compresses its shuffle files with): cheap
 # to write and read, and 2-4x smaller for the text columns of ingest's joins.
 SHUFFLE_COMPRESSION = "lz4"
@@ -300,48 +307,60 @@ class _RunWriter:
         from .. import storage
 
         self._flush()
-        rows = {"file": [], "part": [], "offset": [], "length": [], "rows": []}
         if not self._rows:
-            return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
+            return MAP_INDEX_SCHEMA.empty_table()
         name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.arrows")
         fs, path = storage.get_fs(name)
+        parts, offsets, lengths = sorted(self._pieces), [], []
         offset = 0
         with fs.open(path, "wb") as f:
-            for p in sorted(self._pieces):
+            for p in parts:
                 length = 0
                 for buf in self._pieces.pop(p):
                     f.write(memoryview(buf))
                     length += buf.size
-                rows["file"].append(name)
-                rows["part"].append(p)
-                rows["offset"].append(offset)
-                rows["length"].append(length)
-                rows["rows"].append(self._rows[p])
+                offsets.append(offset)
+                lengths.append(length)
                 offset += length
-        return pa.table(rows, schema=SHUFFLE_INDEX_SCHEMA)
+        return pa.table({"file": [name], "part": [parts], "offset": [offsets], "length": [lengths],
+                         "rows": [[self._rows[p] for p in parts]]}, schema=MAP_INDEX_SCHEMA)
 
 
 def shuffle_index(parts: List[pa.Table]):
     """(file names, index, los, his) of a shuffle's map output: ``parts``, the map tasks'
-    :data:`SHUFFLE_INDEX_SCHEMA` rows, as one table sorted by partition whose rows ``los[i]`` to
-    ``his[i]`` are the i-th non-empty partition's pieces (``ShufflePartition.of_index``).
+    :data:`MAP_INDEX_SCHEMA` rows, as one flat table, a row per piece (``file_id``, ``part``,
+    ``offset``, ``length``, ``rows``) sorted by partition, whose rows ``los[i]`` to ``his[i]`` are
+    the i-th non-empty partition's pieces (``ShufflePartition.of_index``).
 
     The index stays columnar (file ids, not names; no Python row per piece), and each reduce
     task slices its own range of it from the object store. As Python rows it was M map files x
     P partitions dicts on the driver: ~2.8M for the band shuffle at 55M records (2,750 x 1024),
-    over a GB, where this is ~30 bytes a piece."""
+    over a GB, where this is 32 bytes a piece."""
     import pyarrow.compute as pc
 
-    index = pa.concat_tables(parts) if parts else SHUFFLE_INDEX_SCHEMA.empty_table()
+    # the map tasks' blocks stay chunks (no combined copy): each column is read out flat once
+    maps = pa.concat_tables(parts) if parts else MAP_INDEX_SCHEMA.empty_table()
     del parts
-    files = pc.unique(index.column("file"))
-    index = pa.table({"file_id": pc.index_in(index.column("file"), value_set=files),
-                      "part": index.column("part"), "offset": index.column("offset"),
-                      "length": index.column("length"), "rows": index.column("rows")}).sort_by("part").combine_chunks()
-    part_col = index.column("part").to_numpy()
-    cuts = np.flatnonzero(np.diff(part_col)) + 1 if len(part_col) else np.empty(0, np.int64)
-    los = np.concatenate([[0], cuts]).astype(np.int64) if len(part_col) else np.empty(0, np.int64)
-    his = np.append(los[1:], len(part_col)).astype(np.int64)
+    files = maps.column("file").combine_chunks()
+    if not maps.num_rows:
+        index = pa.table({"file_id": pa.array([], pa.int32()), "part": pa.array([], pa.int32()),
+                          **{c: pa.array([], pa.int64()) for c in ("offset", "length", "rows")}})
+        empty = np.empty(0, np.int64)
+        return files, index, empty, empty
+
+    def flat(column: str) -> np.ndarray:
+        return pc.list_flatten(maps.column(column)).to_numpy()
+
+    counts = pc.list_value_length(maps.column("part")).to_numpy()
+    part = flat("part")
+    order = np.argsort(part, kind="stable")
+    part = part[order]
+    index = pa.table({"file_id": pa.array(np.repeat(np.arange(len(files), dtype=np.int32), counts)[order]),
+                      "part": pa.array(part), **{c: pa.array(flat(c)[order]) for c in ("offset", "length", "rows")}})
+    del maps, order
+    cuts = np.flatnonzero(np.diff(part)) + 1
+    los = np.concatenate([[0], cuts]).astype(np.int64) if len(part) else np.empty(0, np.int64)
+    his = np.append(los[1:], len(part)).astype(np.int64)
     return files, index, los, his
 
 
@@ -358,15 +377,16 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here, as in Spark's sort
     shuffle, each map task sorts its block by partition and writes it to one file, each
     partition's rows one byte range of LZ4-compressed Arrow IPC (one stream per sorted run, see
-    :class:`_RunWriter`), and returns only the index rows (file, partition, offset, length,
-    rows). The driver keeps them as one Arrow table sorted by partition, put once in the object
-    store, and each reduce task slices its partition's rows from it and reads its byte range of
-    every file, one ranged read each, with no footer to parse. (Parquet with one row group per
-    partition made every reduce task parse every map file's footer, P row groups each: M x P^2
-    metadata work, most of the band shuffle's reduce time at 1M records; bench/README.md curate
-    Round 6.) Memory holds one block per running task, at any input size; with ``map_fn`` (rows
-    made from each input batch, e.g. one file each, inside the map task) one run of rows plus the
-    task's output compressed. The files go with the stage's scratch folder.
+    :class:`_RunWriter`), and returns only its index (file; partition, offset, length, rows of
+    each piece: :data:`MAP_INDEX_SCHEMA`). The driver keeps them as one Arrow table sorted by
+    partition, put once in the object store, and each reduce task slices its partition's rows
+    from it and reads its byte range of every file, one ranged read each, with no footer to
+    parse. (Parquet with one row group per partition made every reduce task parse every map
+    file's footer, P row groups each: M x P^2 metadata work, most of the band shuffle's reduce
+    time at 1M records; bench/README.md curate Round 6.) Memory holds one block per running task,
+    at any input size; with ``map_fn`` (rows made from each input batch, e.g. one file each,
+    inside the map task) one run of rows plus the task's output compressed. The files go with
+    the stage's scratch folder.
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
