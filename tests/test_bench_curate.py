@@ -22,3 +22,32 @@ def test_bench_pair_runs_and_both_paths_agree(tmp_path):
     assert {r["mode"] for r in size["runs"]} == {"ray", "local"}
     ray_run = next(r for r in size["runs"] if r["mode"] == "ray")
     assert ray_run["curate"]["rows_out"] > 0 and ray_run["curate"]["dedup"]["candidate_links"] > 0
+
+
+def test_shuffle_index_replay_runs_both_layouts(tmp_path):
+    """bench/curate/shuffleindex.py (the driver's memory for a shuffle's index, per-piece rows
+    against per-file lists) at a tiny shape: both layouts gather every piece."""
+    out = tmp_path / "replay.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "shuffleindex.py"), "--maps", "6",
+                           "--parts", "16", "--repeats", "1", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert sorted(r["layout"] for r in got) == ["lists", "rows"]
+    assert all(r["pieces"] == 6 * 16 and r["partitions"] == 16 and r["index_mb"] > 0 for r in got)
+
+
+def test_memprofile_samples_the_run_from_outside_the_driver(tmp_path):
+    """bench/curate/memprofile.py at 3k records: the phases and the samples come back, every
+    sample has the driver, and the sampler (a process of its own) is not in what it measures."""
+    out = tmp_path / "mem.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "memprofile.py"), "--n", "3000",
+                           "--every", "0.5", "--data-root", str(tmp_path / "data"), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert set(got["phases"]) == {"ray_up", "ingest_done", "curate_done"} and len(got["samples"]) >= 3
+    for sample in got["samples"]:
+        names = [p["name"] for p in sample["procs"]]
+        assert "driver" in names and not any("--sampler" in n for n in names)
+    assert "peak PSS" in proc.stdout

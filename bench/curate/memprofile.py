@@ -3,30 +3,38 @@
     python bench/curate/memprofile.py --n 1000000 [--every 3] [--out bench/out/memprofile-1m.json]
 
 Runs ``ingest.run`` then ``curate.run`` in this process on a local 2-CPU Ray cluster, on the corpus
-``run.py`` generates (bench/out/curate-data/n{N}-s1, generated here if missing). A thread reads
-every process of the tree's memory maps (psutil ``memory_maps``) every ``--every`` seconds and
-records each process's PSS, split into object-store pages (``/dev/shm/plasma*``) and the rest
-(its own heap), with its largest mappings. The stages' own log lines (one per curate phase)
-give the phase times. Summary to stdout, samples to ``--out``.
+``run.py`` generates (bench/out/curate-data/n{N}-s1, generated here if missing). A sampler
+process reads every process of the tree's memory maps (psutil ``memory_maps``) every ``--every``
+seconds and records each process's PSS, split into object-store pages (``/dev/shm/plasma*``)
+and the rest (its own heap), with its largest mappings. The stages' own log lines (one per
+curate phase) give the phase times. Summary to stdout, samples to ``--out``.
+
+The sampler is a process of its own, left out of the tree it measures, and appends each sample
+to ``--out`` + ``.samples.jsonl`` as it goes (a run stopped early keeps them). Until Round 14 it
+was a thread of the driver that kept every sample in a list: the driver's figures included
+the profiler, which grew with the run's length (~840 samples at 10M records).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def sample_tree(root_pid: int) -> list:
+def sample_tree(root_pid: int, skip: int = 0) -> list:
     import psutil
 
     rows = []
     me = psutil.Process(root_pid)
     for p in [me] + me.children(recursive=True):
+        if p.pid == skip:
+            continue
         try:
             shm = other = 0
             maps = {}
@@ -46,46 +54,60 @@ def sample_tree(root_pid: int) -> list:
     return rows
 
 
+def sampler(root_pid: int, every: float, t0: float, path: str) -> None:
+    """The sampler process: a line of ``path`` per sample (``t``: seconds since the driver's
+    ``t0``, wall clock), until the driver ends it (SIGTERM) or exits."""
+    import psutil
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    me = os.getpid()
+    with open(path, "a") as f:
+        while not stop and psutil.pid_exists(root_pid):
+            procs = sample_tree(root_pid, skip=me)
+            f.write(json.dumps({"t": round(time.time() - t0, 1), "procs": procs}) + "\n")
+            f.flush()
+            deadline = time.monotonic() + every
+            while not stop and time.monotonic() < deadline:
+                time.sleep(min(0.2, every))
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--sampler":
+        sampler(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+        return
     sys.path.insert(0, HERE)
     import run as bench  # noqa: E402  (bench/curate/run.py: corpus and config helpers)
 
     args, cfg = bench.profile_setup(__doc__, "memprofile", every=3.0)
-
-    samples, stop, t0 = [], threading.Event(), time.monotonic()
+    out = args.out or os.path.join(os.path.dirname(HERE), "out", f"memprofile-{args.n}.json")
+    samples_path = out + ".samples.jsonl"
+    if os.path.exists(samples_path):
+        os.remove(samples_path)
+    t0 = time.time()
     phases: dict = {}
-
-    def save():
-        if args.out:  # written as it goes too, so a run stopped early (a 10M one) keeps its samples
-            with open(args.out + ".tmp", "w") as f:
-                json.dump({"n": args.n, "phases": phases, "samples": samples}, f)
-            os.replace(args.out + ".tmp", args.out)
-
-    def loop():
-        last = time.monotonic()
-        while not stop.is_set():
-            samples.append({"t": round(time.monotonic() - t0, 1), "procs": sample_tree(os.getpid())})
-            if time.monotonic() - last > 60:
-                save()
-                last = time.monotonic()
-            stop.wait(args.every)
-
-    sampler = threading.Thread(target=loop, daemon=True)
-    sampler.start()
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--sampler", str(os.getpid()),
+                             str(args.every), repr(t0), samples_path])
     import ray
 
     from humanllm_ray import curate, ingest
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    phases["ray_up"] = time.monotonic() - t0
-    ingest.run(cfg)
-    phases["ingest_done"] = time.monotonic() - t0
-    curate.run(cfg)
-    phases["curate_done"] = time.monotonic() - t0
-    stop.set()
-    sampler.join()
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        phases["ray_up"] = time.time() - t0
+        ingest.run(cfg)
+        phases["ingest_done"] = time.time() - t0
+        curate.run(cfg)
+        phases["curate_done"] = time.time() - t0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
     ray.shutdown()
+    with open(samples_path) as f:
+        samples = [json.loads(line) for line in f if line.strip()]
+    if not samples:
+        sys.exit(f"memprofile: the sampler wrote no sample to {samples_path}")
 
     def total(s, k):
         return sum(p[k] for p in s["procs"])
@@ -96,7 +118,9 @@ def main() -> None:
           f"{total(peak, 'store_mb')} MB")
     for p in sorted(peak["procs"], key=lambda p: -p["pss_mb"])[:6]:
         print(f"  {p['pss_mb']:6d} MB (store {p['store_mb']:5d})  {p['name']}")
-    save()
+    with open(out + ".tmp", "w") as f:
+        json.dump({"n": args.n, "phases": phases, "samples": samples}, f)
+    os.replace(out + ".tmp", out)
 
 
 if __name__ == "__main__":
