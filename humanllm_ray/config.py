@@ -44,6 +44,13 @@ class RunConfig:
     # reservation held it to half the CPUs (dataops.stage_data_context; bench/README.md curate
     # Round 6). Turn it on for pipelines of several heavy operators sharing a small store.
     ray_data_op_reservation: bool = False
+    # Arrow's memory pool in the driver and in every Ray worker (ARROW_DEFAULT_MEMORY_POOL, passed
+    # to the workers through the runtime env): "system" (glibc malloc), "mimalloc" (pyarrow's
+    # default), "jemalloc", or null to leave Arrow's default and the environment alone. System:
+    # ``dataops.release_memory``'s malloc_trim gives back what a task freed, where mimalloc kept
+    # much of it, so a long-lived worker held the high-water mark of the tasks it ran
+    # (bench/README.md, curate Round 14).
+    arrow_memory_pool: Optional[str] = "system"
     log_level: str = "INFO"
     progress: bool = True
 
@@ -489,6 +496,7 @@ _CHOICES = {
     "train.zero_stage": lambda: (0, 1, 2, 3),
     "merge.method": lambda: _plugin_names("merge/methods"),
     "model.dtype": lambda: ("float32", "bfloat16", "float16"),
+    "run.arrow_memory_pool": lambda: (None, "system", "mimalloc", "jemalloc"),
 }
 
 

@@ -27,6 +27,26 @@ def setup_logging(level: str = "INFO") -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+def use_arrow_memory_pool(name: Optional[str]) -> None:
+    """Make ``name`` (``run.arrow_memory_pool``) Arrow's memory pool in this process and in the
+    Ray workers started after it: the environment variable reaches a local Ray's workers (they
+    inherit it) and a cluster's (``init_ray`` passes it in the runtime env); this process may
+    have used Arrow already, so its pool is also set directly. None leaves both alone."""
+    if not name:
+        return
+    import pyarrow as pa
+
+    pools = {"system": pa.system_memory_pool, "mimalloc": pa.mimalloc_memory_pool,
+             "jemalloc": pa.jemalloc_memory_pool}
+    if name not in pools:
+        raise ValueError(f"run.arrow_memory_pool: {name!r} is not one of {sorted(pools)}")
+    os.environ[ARROW_POOL_ENV] = name
+    pa.set_memory_pool(pools[name]())
+
+
 def init_ray(cfg: HumanLLMConfig) -> None:
     """Join the cluster named by run.ray_address, or start a local one."""
     import ray
@@ -36,7 +56,9 @@ def init_ray(cfg: HumanLLMConfig) -> None:
     # Quiet, local-first defaults; a real cluster sets its own.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("DS_ACCELERATOR", "cpu" if not cfg.train.use_gpu else os.environ.get("DS_ACCELERATOR", "cuda"))
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "HUMANLLM_", "DS_ACCELERATOR", "HF_"))}
+    use_arrow_memory_pool(cfg.run.arrow_memory_pool)
+    env_vars = {k: v for k, v in os.environ.items()
+                if k.startswith(("AWS_", "HUMANLLM_", "DS_ACCELERATOR", "HF_", ARROW_POOL_ENV))}
     kwargs = dict(
         ignore_reinit_error=True,
         log_to_driver=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,44 @@ def test_cli_help_lists_every_stage():
     assert proc.returncode == 0
     for stage in ("run", "ingest", "curate", "synthesize", "qc", "build-tasks", "train", "merge", "publish", "evaluate"):
         assert stage in proc.stdout
+
+
+_POOL_PROBE = """
+import json, sys
+import pyarrow as pa
+import ray
+from humanllm_ray import runtime
+from humanllm_ray.config import load_config
+
+cfg = load_config(overrides=["run.num_cpus=1"] + sys.argv[1:])
+runtime.init_ray(cfg)
+
+@ray.remote
+def worker_pool():
+    import pyarrow as pa
+    return pa.default_memory_pool().backend_name
+
+print(json.dumps({"driver": pa.default_memory_pool().backend_name, "worker": ray.get(worker_pool.remote())}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.parametrize("override,want", [([], "system"), (["run.arrow_memory_pool=jemalloc"], "jemalloc"),
+                                           (["run.arrow_memory_pool=null"], "mimalloc")])
+def test_run_arrow_memory_pool_reaches_the_driver_and_the_ray_workers(tmp_path, override, want):
+    """run.arrow_memory_pool is Arrow's pool in the driver and in the workers init_ray starts
+    (default: the system allocator, which release_memory's malloc_trim can give back); null
+    leaves pyarrow's own default (mimalloc)."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "RAY_ADDRESS")}
+    proc = subprocess.run([sys.executable, "-c", _POOL_PROBE, *override], capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"driver": want, "worker": want}
+
+
+def test_run_arrow_memory_pool_rejects_an_unknown_allocator():
+    with pytest.raises(ConfigError, match="run.arrow_memory_pool"):
+        load_config(overrides=["run.arrow_memory_pool=tcmalloc"])

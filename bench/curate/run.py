@@ -199,11 +199,18 @@ def _write_parquet(table, folder: str, rows_per_file: int = 200_000) -> None:
 def _cfg(data: str, root: str, *overrides: str):
     from humanllm_ray.config import load_config
 
+    from humanllm_ray import runtime
+
     ov = [f"run.root={root}", "ingest.use_demo_corpus=false", "run.progress=false", "run.num_cpus=2"]
+    if os.environ.get("BENCH_ARROW_POOL"):  # --arrow-pool, for both paths' children
+        ov.append(f"run.arrow_memory_pool={os.environ['BENCH_ARROW_POOL']}")
     for p in PLATFORMS:
         d = os.path.join(data, p)
         ov.append(f"ingest.sources.{p}=[{d}]" if os.path.isdir(d) else f"ingest.sources.{p}=[]")
-    return load_config(overrides=ov + list(overrides))
+    cfg = load_config(overrides=ov + list(overrides))
+    # the stages' Arrow pool, as init_ray sets it, here and in the Ray workers started after it
+    runtime.use_arrow_memory_pool(cfg.run.arrow_memory_pool)
+    return cfg
 
 
 def _eq(col: str, value: str):
@@ -749,6 +756,8 @@ def main() -> None:
     ap.add_argument("--plan-records", type=float, default=55e6)
     ap.add_argument("--object-store-mb", type=int, default=None,
                     help="cap the Ray path's object store (run.object_store_memory_mb); default: Ray's 30%% of RAM")
+    ap.add_argument("--arrow-pool", choices=["system", "mimalloc", "jemalloc"], default=None,
+                    help="run.arrow_memory_pool for both paths (default: the config's)")
     ap.add_argument("--merge", nargs="+", help="combine result files of earlier runs into --out and print the table")
     ap.add_argument("--ceiling-repeats", type=int, default=3,
                     help="alone/pair runs of the 2-process ceiling measurement (0: skip)")
@@ -782,7 +791,9 @@ def main() -> None:
 
     if args.object_store_mb:
         os.environ["BENCH_OBJECT_STORE_MB"] = str(args.object_store_mb)
-    results: Dict[str, Any] = {"object_store_mb": args.object_store_mb,
+    if args.arrow_pool:
+        os.environ["BENCH_ARROW_POOL"] = args.arrow_pool
+    results: Dict[str, Any] = {"object_store_mb": args.object_store_mb, "arrow_pool": args.arrow_pool,
                                "machine": {"cpus": os.cpu_count(), "ray_num_cpus": 2,
                                            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
                                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": []}
