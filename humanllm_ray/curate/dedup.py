@@ -798,7 +798,7 @@ def drops_from_pairs(pairs: pa.Table) -> Tuple[pa.Table, int, int]:
     rank_of[order] = np.arange(m)
     a, b = rank_of[idx[:n]], rank_of[idx[n:]]
     del idx, rank_of
-    # Arrow's pool (mimalloc) keeps freed pages: give the labels' back before the next step
+    # Arrow's pool and glibc keep freed pages: give the labels' back before the next step
     release_memory()
     x, y = components.distinct(np.maximum(a, b), np.minimum(a, b))
     del a, b

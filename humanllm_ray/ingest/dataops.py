@@ -51,10 +51,12 @@ _LIBC = None
 
 
 def release_memory() -> None:
-    """Give the memory a finished task freed back to the OS: Arrow's pool (mimalloc) and
-    glibc's heap both keep freed pages for reuse, so a long-lived Ray worker's resident size
-    is the high-water mark of every task it ever ran (~130 MB per worker after ingest at 300k
-    records, measured). Called at the end of the big per-block tasks; costs milliseconds."""
+    """Give the memory a finished task freed back to the OS: Arrow's pool and glibc's heap both
+    keep freed pages for reuse, so a long-lived Ray worker's resident size is the high-water
+    mark of every task it ever ran (~130 MB per worker after ingest at 300k records, measured).
+    Called at the end of the big per-block tasks; costs milliseconds. With Arrow on the system
+    allocator (``run.arrow_memory_pool``, the default) the trim reaches Arrow's buffers too;
+    mimalloc's ``release_unused`` gave back less (bench/README.md, curate Round 14)."""
     global _LIBC
     import ctypes
 
