@@ -197,9 +197,8 @@ def _write_parquet(table, folder: str, rows_per_file: int = 200_000) -> None:
 
 
 def _cfg(data: str, root: str, *overrides: str):
-    from humanllm_ray.config import load_config
-
     from humanllm_ray import runtime
+    from humanllm_ray.config import load_config
 
     ov = [f"run.root={root}", "ingest.use_demo_corpus=false", "run.progress=false", "run.num_cpus=2"]
     if os.environ.get("BENCH_ARROW_POOL"):  # --arrow-pool, for both paths' children
