@@ -142,6 +142,11 @@ class CurateConfig:
     # where at 1M (~27 files each) they stayed at 260-300 (bench/README.md curate Round 12).
     # A replacement costs ~2-3 s of start-up (Ray worker, imports, langid's model).
     worker_max_files: int = 16
+    # Make the job's idle Ray workers exit between curate's passes (before the record pass,
+    # before dedup and its verification, before the timelines), so no pass inherits another's
+    # retained heap (dataops.retire_idle_workers; bench/README.md curate Round 15). Costs a
+    # worker start-up (~1-2 s) per pass.
+    retire_workers: bool = True
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 128
     minhash_bands: int = 16

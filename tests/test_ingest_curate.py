@@ -521,6 +521,31 @@ def test_shuffle_index_flattens_map_rows_by_partition():
     assert np.issubdtype(index.column("file_id").to_numpy().dtype, np.int32)
 
 
+def test_retire_idle_workers_makes_the_next_pass_start_on_fresh_processes(ray_local):
+    """The workers that ran a Ray Data pass exit, and the next pass runs on other processes."""
+    import time
+
+    import numpy as np
+    import psutil
+    import ray
+
+    from humanllm_ray.ingest.dataops import retire_idle_workers
+
+    def pids():
+        ds = ray.data.range(6, override_num_blocks=6).map_batches(
+            lambda b: {"pid": np.full(len(b["id"]), os.getpid())}, batch_size=None)
+        return {int(r["pid"]) for r in ds.take_all()}
+
+    first = pids()
+    assert first and os.getpid() not in first
+    assert retire_idle_workers("a test") == int(ray.cluster_resources()["CPU"])  # one per CPU, distinct
+    deadline = time.monotonic() + 30
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in first):
+        assert time.monotonic() < deadline, f"workers {first} still alive after retiring them"
+        time.sleep(0.2)
+    assert not pids() & first
+
+
 # ----------------------------------------------------------------------------- malformed input
 
 

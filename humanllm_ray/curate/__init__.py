@@ -31,7 +31,7 @@ from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
                               content_name, count_by, file_list_dataset, iter_parquet_slices, parquet_file_list,
                               partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
-                              stage_data_context, tally, write_part)
+                              retire_idle_workers, stage_data_context, tally, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -357,6 +357,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # system failures without limit; ray/data/_internal/remote_fn.py), so nothing is set here.
     hold = sd.path(*FAULT_HOLD)
     hold = hold if storage.exists(hold) else None
+    # Each pass starts on fresh Ray workers (curate.retire_workers): one that ran ingest, or the
+    # pass before, keeps that pass's retained heap (dataops.retire_idle_workers).
+    if ccfg.retire_workers:
+        retire_idle_workers("curate's record pass")
     # One task per ingested file (batch_size=1), which it streams: see _record_pass_writer. A
     # worker is replaced after curate.worker_max_files files, so its retained heap is bounded by
     # that many files, not by the corpus's size (config.py says what was measured).
@@ -381,6 +385,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     drops: List[Any] = []
     dedup_stats: Dict[str, int] = {}
     if n_pass > 1:
+        if ccfg.retire_workers:
+            retire_idle_workers("dedup")
         drops, dedup_stats = dedup.find_duplicates(None, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"),
                                                    signatures=read_parquet_files(signatures_uri, dedup.SIG_SCHEMA),
                                                    signatures_uri=signatures_uri)
@@ -398,6 +404,8 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     release_memory()  # the driver's drop table, routed (~10 MB at 1M records)
 
     n_kept = n_pass - n_dropped
+    if ccfg.retire_workers:
+        retire_idle_workers("the timelines")
     # the records scratch streamed file by file (one task each; see _split_kept_slices)
     work_files, work_fs = parquet_file_list([records_uri])
     kept_slices = _split_kept_slices(routed, work_fs, sd.quarantine_uri, ccfg)

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from .. import storage
 from ..ingest.dataops import (by_key_partition, by_slices, mix64, partitions_for, read_parquet_files,
-                              release_memory, spill)
+                              release_memory, retire_idle_workers, spill)
 from . import components
 from .clean import normalize_for_hash
 
@@ -630,6 +630,10 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     if n_links == 0:
         log.info("dedup: 0 candidate links")
         return [], {"candidate_links": 0, "verified_links": 0}
+    if scratch_uri and ccfg.retire_workers:
+        # the links' reduce held the biggest partitions of dedup (their rows per record grow
+        # with the corpus's duplicates): the verification starts on fresh workers
+        retire_idle_workers("dedup's verification")
 
     shared = None
     if n_links <= DRIVER_LINKS_MAX:
@@ -677,6 +681,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
         n_pairs = _parquet_rows(pairs_uri)
         log.info("dedup: %d verified row pairs (%s)", n_pairs, _mem())
         if n_pairs > DRIVER_COMPONENTS_MAX_PAIRS:
+            if ccfg.retire_workers:
+                retire_idle_workers("dedup's components")
             return _drops_in_workers(pairs_uri, n_pairs, storage.join(scratch_uri, "components"), n_candidates)
         verified = read_parquet_files(pairs_uri, PAIR_SCHEMA)
     parts = [t for t in verified.iter_batches(batch_format="pyarrow") if t.num_rows]

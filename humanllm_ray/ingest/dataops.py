@@ -70,6 +70,61 @@ def release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+_RETIRE = None
+
+
+def _retire_task(hold_s: float) -> int:
+    # runs with max_calls=1: the worker exits once this returns. The hold keeps the tasks of
+    # one call running side by side, so each takes a different idle worker.
+    time.sleep(hold_s)
+    import os
+
+    return os.getpid()
+
+
+def retire_idle_workers(before: str, hold_s: float = 0.2) -> int:
+    """Make this job's idle Ray worker processes exit, so the next pass (``before``, for the
+    log) starts on fresh ones, and return how many exited.
+
+    Why: a worker that ran a pass keeps that pass's high-water mark (glibc's and Python's
+    arenas fragment; :func:`release_memory` gives back only whole free pages), and Ray reuses it
+    for every later task of the job. At 10M records the two workers that ran dedup's biggest
+    partitions went on into the timelines ~60-100 MB heavier than at 1M on partitions of the
+    same size, and the workers that ran ingest held 273-316 MB into curate's record pass
+    (bench/README.md, curate Rounds 13 and 15). ``max_calls`` on the pass's own maps would
+    replace them too, but it counts tasks, not memory or time, and Ray Data fuses only maps
+    with equal remote arguments, so it would have to be threaded through every fused map.
+
+    How: per alive node, one task per CPU of a function with ``max_calls=1`` (Ray exits the
+    worker after it), held ``hold_s`` so they run at once; the raylet hands a task an idle
+    worker of the job before starting one, so the idle workers are what exits (and a missing
+    one is started and exits: a cost, never a fault). ``num_cpus=0`` so a busy node does not
+    make the call wait. Costs a worker start-up (~1-2 s, in parallel) at the next pass."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not ray.is_initialized():
+        return 0
+    global _RETIRE
+    t0 = time.monotonic()
+    if _RETIRE is None:
+        _RETIRE = ray.remote(max_calls=1, num_cpus=0, max_retries=0)(_retire_task)
+    refs = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        for _ in range(max(1, int(node.get("Resources", {}).get("CPU", 0)))):
+            refs.append(_RETIRE.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                node["NodeID"], soft=False)).remote(hold_s))
+    try:
+        n = len(set(ray.get(refs)))
+    except ray.exceptions.RayError as e:  # a node that left meanwhile: nothing to retire there
+        log.warning("ray: retiring idle workers before %s: %s", before, e)
+        return 0
+    log.info("ray: %d worker processes retired before %s (%.1f s)", n, before, time.monotonic() - t0)
+    return n
+
+
 # Rows a Python-level UDF turns into dicts and strings at a time. A task gets a whole file's
 # block (``ingest.rows_per_file``, 20k rows), and a worker keeps the high-water mark of its
 # Python heap; converting the block slice by slice keeps that mark set by this constant, not by
