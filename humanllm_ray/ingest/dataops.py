@@ -71,6 +71,7 @@ def release_memory() -> None:
 
 
 _RETIRE = None
+_AWAIT_EXIT = None
 
 
 def _retire_task(hold_s: float) -> int:
@@ -82,7 +83,25 @@ def _retire_task(hold_s: float) -> int:
     return os.getpid()
 
 
-def retire_idle_workers(before: str, hold_s: float = 0.2) -> int:
+def _await_exit_task(pids: List[int], timeout_s: float) -> int:
+    """How many of ``pids`` (processes of this node) are still alive after up to ``timeout_s``."""
+    import psutil
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # a zombie's memory is freed
+        except psutil.Error:
+            return False
+
+    deadline = time.monotonic() + timeout_s
+    left = [p for p in pids if alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if alive(p)]
+    return len(left)
+
+
+def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.0) -> int:
     """Make this job's idle Ray worker processes exit, so the next pass (``before``, for the
     log) starts on fresh ones, and return how many exited.
 
@@ -99,30 +118,38 @@ def retire_idle_workers(before: str, hold_s: float = 0.2) -> int:
     worker after it), held ``hold_s`` so they run at once; the raylet hands a task an idle
     worker of the job before starting one, so the idle workers are what exits (and a missing
     one is started and exits: a cost, never a fault). ``num_cpus=0`` so a busy node does not
-    make the call wait. Costs a worker start-up (~1-2 s, in parallel) at the next pass."""
+    make the call wait. Then one task per node waits until those processes are gone: without
+    it the next pass's new workers started while the old ones were still exiting, and the
+    hand-over was the 100k-record run's dedup peak (+62 MB). That waiting task's worker is then
+    the next pass's. Costs a worker start-up (~1-2 s, in parallel) per call."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not ray.is_initialized():
         return 0
-    global _RETIRE
+    global _RETIRE, _AWAIT_EXIT
     t0 = time.monotonic()
     if _RETIRE is None:
         _RETIRE = ray.remote(max_calls=1, num_cpus=0, max_retries=0)(_retire_task)
-    refs = []
+        _AWAIT_EXIT = ray.remote(num_cpus=0, max_retries=0)(_await_exit_task)
+    refs: Dict[str, list] = {}
     for node in ray.nodes():
         if not node.get("Alive"):
             continue
-        for _ in range(max(1, int(node.get("Resources", {}).get("CPU", 0)))):
-            refs.append(_RETIRE.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-                node["NodeID"], soft=False)).remote(hold_s))
+        on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        refs[node["NodeID"]] = [_RETIRE.options(scheduling_strategy=on_node).remote(hold_s)
+                                for _ in range(max(1, int(node.get("Resources", {}).get("CPU", 0))))]
     try:
-        n = len(set(ray.get(refs)))
+        pids = {node: sorted(set(ray.get(r))) for node, r in refs.items()}
+        left = sum(ray.get([_AWAIT_EXIT.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                            .remote(p, timeout_s) for node, p in pids.items()]))
     except ray.exceptions.RayError as e:  # a node that left meanwhile: nothing to retire there
         log.warning("ray: retiring idle workers before %s: %s", before, e)
         return 0
-    log.info("ray: %d worker processes retired before %s (%.1f s)", n, before, time.monotonic() - t0)
-    return n
+    n = sum(len(p) for p in pids.values())
+    log.info("ray: %d worker processes retired before %s%s (%.1f s)", n, before,
+             f", {left} still exiting after {timeout_s:.0f} s" if left else "", time.monotonic() - t0)
+    return n - left
 
 
 # Rows a Python-level UDF turns into dicts and strings at a time. A task gets a whole file's
