@@ -51,3 +51,11 @@ def test_memprofile_samples_the_run_from_outside_the_driver(tmp_path):
         names = [p["name"] for p in sample["procs"]]
         assert "driver" in names and not any("--sampler" in n for n in names)
     assert "peak PSS" in proc.stdout
+    # the stages' log lines cut the run into its four phases, in order, each with a peak
+    sys.path.insert(0, os.path.join(REPO, "bench", "curate"))
+    import memprofile
+
+    cut = memprofile.phase_peaks(got["samples"], got["phases"], got["marks"])
+    assert [c[0] for c in cut] == ["ingest", "record pass", "dedup", "route + timelines"]
+    assert all(a[2] == b[1] for a, b in zip(cut, cut[1:])) and cut[-1][2] <= got["phases"]["curate_done"]
+    assert "peak PSS by phase" in proc.stdout and "route + timelines" in proc.stdout

@@ -6,8 +6,10 @@ Runs ``ingest.run`` then ``curate.run`` in this process on a local 2-CPU Ray clu
 ``run.py`` generates (bench/out/curate-data/n{N}-s1, generated here if missing). A sampler
 process reads every process of the tree's memory maps (psutil ``memory_maps``) every ``--every``
 seconds and records each process's PSS, split into object-store pages (``/dev/shm/plasma*``)
-and the rest (its own heap), with its largest mappings. The stages' own log lines (one per
-curate phase) give the phase times. Summary to stdout, samples to ``--out``.
+and the rest (its own heap), with its largest mappings. The stages' own log lines are kept
+with their times (``marks``) and cut the run into phases (ingest, record pass, dedup, route +
+timelines); the summary gives each phase's peak and the processes that made it. Summary to
+stdout, samples to ``--out``; ``--summarize FILE`` reprints a finished run's summary.
 
 The sampler is a process of its own, left out of the tree it measures, and appends each sample
 to ``--out`` + ``.samples.jsonl`` as it goes (a run stopped early keeps them). Until Round 14 it
@@ -72,9 +74,67 @@ def sampler(root_pid: int, every: float, t0: float, path: str) -> None:
                 time.sleep(min(0.2, every))
 
 
+# A phase ends at the first log line starting with its marker (the stages' own log lines).
+PHASE_ENDS = [("ingest", None), ("record pass", "curate: record pass:"), ("dedup", "curate: duplicates:"),
+              ("route + timelines", "curate: timelines:")]
+
+
+def phase_peaks(samples: list, phases: dict, marks: list) -> list:
+    """[(phase, start s, end s, peak sample or None)]: the run cut at ``phases["ingest_done"]``
+    and at the first mark of each curate phase's end (``PHASE_ENDS``)."""
+    ends = [phases.get("ingest_done")]
+    for _name, marker in PHASE_ENDS[1:]:
+        ends.append(next((m["t"] for m in marks if m["msg"].startswith(marker)), None))
+    out, start = [], phases.get("ray_up", 0.0)
+    for (name, _marker), end in zip(PHASE_ENDS, ends):
+        if end is None:
+            break
+        inside = [s for s in samples if start <= s["t"] <= end]
+        out.append((name, start, end, max(inside, key=lambda s: _total(s, "pss_mb")) if inside else None))
+        start = end
+    return out
+
+
+def _total(sample: dict, key: str) -> int:
+    return sum(p[key] for p in sample["procs"])
+
+
+def summarize(result: dict) -> None:
+    samples, phases, marks = result["samples"], result["phases"], result.get("marks", [])
+    peak = max(samples, key=lambda s: _total(s, "pss_mb"))
+    print(f"\nphases (s): {json.dumps({k: round(v, 1) for k, v in phases.items()})}")
+    print(f"peak PSS {_total(peak, 'pss_mb')} MB at {peak['t']} s, of which object-store pages "
+          f"{_total(peak, 'store_mb')} MB")
+    for p in sorted(peak["procs"], key=lambda p: -p["pss_mb"])[:6]:
+        print(f"  {p['pss_mb']:6d} MB (store {p['store_mb']:5d})  {p['name']}")
+    print("\npeak PSS by phase (MB): phase, seconds, peak, object-store pages, largest processes")
+    for name, start, end, s in phase_peaks(samples, phases, marks):
+        if s is None:
+            print(f"  {name:18s} {end - start:8.1f} s  (no sample)")
+            continue
+        top = ", ".join(f"{p['pss_mb']} {p['name'][:20].strip()}" for p in
+                        sorted(s["procs"], key=lambda p: -p["pss_mb"])[:4])
+        print(f"  {name:18s} {end - start:8.1f} s  {_total(s, 'pss_mb'):6d}  {_total(s, 'store_mb'):5d}  {top}")
+
+
+class _Marks:
+    """A logging handler keeping the stages' log lines with their time since ``t0``."""
+
+    def __init__(self, t0: float):
+        import logging
+
+        self.t0, self.marks = t0, []
+        self.handler = logging.Handler()
+        self.handler.emit = lambda r: self.marks.append({"t": round(r.created - self.t0, 1), "msg": r.getMessage()})
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--sampler":
         sampler(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "--summarize":
+        with open(sys.argv[2]) as f:
+            summarize(json.load(f))
         return
     sys.path.insert(0, HERE)
     import run as bench  # noqa: E402  (bench/curate/run.py: corpus and config helpers)
@@ -86,6 +146,10 @@ def main() -> None:
         os.remove(samples_path)
     t0 = time.time()
     phases: dict = {}
+    import logging
+
+    marks = _Marks(t0)
+    logging.getLogger("humanllm").addHandler(marks.handler)
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--sampler", str(os.getpid()),
                              str(args.every), repr(t0), samples_path])
     import ray
@@ -109,17 +173,10 @@ def main() -> None:
     if not samples:
         sys.exit(f"memprofile: the sampler wrote no sample to {samples_path}")
 
-    def total(s, k):
-        return sum(p[k] for p in s["procs"])
-
-    peak = max(samples, key=lambda s: total(s, "pss_mb"))
-    print(f"\nphases (s): {json.dumps({k: round(v, 1) for k, v in phases.items()})}")
-    print(f"peak PSS {total(peak, 'pss_mb')} MB at {peak['t']} s, of which object-store pages "
-          f"{total(peak, 'store_mb')} MB")
-    for p in sorted(peak["procs"], key=lambda p: -p["pss_mb"])[:6]:
-        print(f"  {p['pss_mb']:6d} MB (store {p['store_mb']:5d})  {p['name']}")
+    result = {"n": args.n, "phases": phases, "marks": marks.marks, "samples": samples}
+    summarize(result)
     with open(out + ".tmp", "w") as f:
-        json.dump({"n": args.n, "phases": phases, "samples": samples}, f)
+        json.dump(result, f)
     os.replace(out + ".tmp", out)
 
 
