@@ -25,15 +25,15 @@ def test_bench_pair_runs_and_both_paths_agree(tmp_path):
 
 
 def test_shuffle_index_replay_runs_both_layouts(tmp_path):
-    """bench/curate/shuffleindex.py (the driver's memory for a shuffle's index, per-piece rows
-    against per-file lists) at a tiny shape: both layouts gather every piece."""
+    """bench/curate/shuffleindex.py (the driver's memory for a shuffle's index: per-piece rows,
+    per-file lists, built in a task) at a tiny shape: every layout gathers every piece."""
     out = tmp_path / "replay.json"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "shuffleindex.py"), "--maps", "6",
                            "--parts", "16", "--repeats", "1", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = json.loads(out.read_text())
-    assert sorted(r["layout"] for r in got) == ["lists", "rows"]
+    assert sorted(r["layout"] for r in got) == ["lists", "rows", "task"]
     assert all(r["pieces"] == 6 * 16 and r["partitions"] == 16 and r["index_mb"] > 0 for r in got)
 
 

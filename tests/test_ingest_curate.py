@@ -496,6 +496,53 @@ def test_run_writer_puts_a_partitions_runs_in_one_byte_range(tmp_path):
     assert dataops._RunWriter(4, "k").write(str(tmp_path / "none")).num_rows == 0
 
 
+def test_map_files_carry_their_index_and_a_task_builds_the_shuffle_index(tmp_path, ray_local):
+    """A map file written with its index as a footer gives back, from that footer, the same index
+    row as the plain write; the index built from the footers in a Ray task
+    (``gather_shuffle_index``) equals ``shuffle_index`` of those rows, and the partitions' bytes
+    before the footer read as before."""
+    import numpy as np
+    import ray
+
+    from humanllm_ray.ingest import dataops
+
+    rng = np.random.default_rng(5)
+    tables = [pa.table({"k": [f"u{int(x)}" for x in rng.integers(0, 40, 700)], "v": rng.integers(0, 99, 700)})
+              for _ in range(3)]
+    plain, pointers = [], []
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "footer").mkdir()
+    for t in tables:
+        for in_file, out in ((False, plain), (True, pointers)):
+            w = dataops._RunWriter(6, "k", run_bytes=2000)
+            for o in range(0, t.num_rows, 100):
+                w.add(t.slice(o, 100))
+            out.append(w.write(str(tmp_path / ("plain" if not in_file else "footer")), index_in_file=in_file))
+    assert all(p.schema.equals(dataops.MAP_POINTER_SCHEMA) for p in pointers)
+    back = dataops.read_map_footers(pa.concat_tables(pointers))
+    for got, want in zip(back, plain):  # same pieces, only the files' names differ
+        assert got.schema.equals(dataops.MAP_INDEX_SCHEMA)
+        assert got.drop_columns(["file"]).equals(want.drop_columns(["file"]))
+    files, index, los, his = dataops.shuffle_index(back)
+
+    ds = ray.data.from_items([{"i": i} for i in range(len(pointers))], override_num_blocks=len(pointers))
+    ptr = {i: p for i, p in enumerate(pointers)}
+    mapped = ds.map_batches(lambda b: ptr[int(b["i"][0].as_py())], batch_size=1, batch_format="pyarrow")
+    shared, t_los, t_his, n_rows, n_files = dataops.gather_shuffle_index(mapped)
+    built = ray.get(shared)
+    assert built["files"].equals(files) and built["index"].equals(index)
+    assert t_los.tolist() == los.tolist() and t_his.tolist() == his.tolist()
+    assert n_rows == sum(t.num_rows for t in tables) and n_files == 3
+    want = pa.concat_tables(tables)
+    want_part = dataops._part_udf(6, "k")(want).column("_part").to_numpy()
+    parts = index.column("part").to_numpy()
+    for lo, hi in zip(los.tolist(), his.tolist()):
+        got = dataops.ShufflePartition.of_index(files, index, lo, hi).read()
+        mine = want.filter(pa.array(want_part == parts[lo]))
+        assert sorted(zip(*got.to_pydict().values())) == sorted(zip(*mine.to_pydict().values()))
+    assert dataops._RunWriter(4, "k").write(str(tmp_path / "none"), index_in_file=True).num_rows == 0
+
+
 def test_shuffle_index_flattens_map_rows_by_partition():
     """The map tasks' one-row indexes (lists of pieces) become one flat table sorted by
     partition, each piece naming its map file by position, each partition one contiguous range."""

@@ -1,4 +1,4 @@
-"""bench/curate/shuffleindex.py: the driver's memory for one shuffle's index, per-piece rows vs per-file lists.
+"""bench/curate/shuffleindex.py: the driver's memory for one shuffle's index: per-piece rows, per-file lists, built in a task.
 
     python bench/curate/shuffleindex.py [--maps 740] [--parts 1024] [--repeats 2]
 
@@ -12,10 +12,13 @@ them into one table sorted by partition, which it puts in the object store for t
   (``file, part, offset, length, rows``), gathered by :func:`rows_shuffle_index` (the code
   that was ``dataops.shuffle_index``, kept here to measure against);
 * ``lists``: ``dataops.MAP_INDEX_SCHEMA``, one row per map file with the pieces as lists,
-  gathered by ``dataops.shuffle_index``.
+  gathered by ``dataops.shuffle_index`` on the driver and put (Round 14);
+* ``task``: each map task writes its index row as its file's footer and returns where it is;
+  a task reads the footers into the index, in the object store
+  (``dataops.gather_shuffle_index``, Round 15): the driver gets the partitions' ranges only.
 
 The map tasks return synthetic indexes of the real shape (file names as the real scratch paths
-are, every partition non-empty); nothing is written. Printed per layout: the driver's PSS after
+are, every partition non-empty); nothing is written but the ``task`` layout's footers. Printed per layout: the driver's PSS after
 ``ray.init``, its peak while gathering (sampled every 20 ms), after the put, and after
 ``release_memory``; the index's bytes; and the seconds the gathering took.
 """
@@ -32,8 +35,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-# the 10M run's links-join scratch folder: the map files' names are as long as they were there
-SCRATCH = "/tmp/wt/bench/out/curate-work/memprofile-10000000/curated/_scratch/dedup/link-join"
+# where the 10M run's links-join map files were (memprofile's work folder): the names are as long
+# as they were there; the ``task`` layout writes its footers there and removes them
+SCRATCH = os.path.join(ROOT, "bench", "out", "curate-work", "memprofile-10000000", "curated", "_scratch", "dedup",
+                       "link-join-replay")
 
 
 def rows_shuffle_index(parts):
@@ -74,8 +79,16 @@ def map_index(layout: str, parts: int):
         if layout == "rows":
             return pa.table({"file": [name] * parts, "part": np.arange(parts), "offset": offsets,
                              "length": lengths, "rows": rows})
-        return pa.table({"file": [name], "part": [np.arange(parts, dtype=np.int32)], "offset": [offsets],
-                         "length": [lengths], "rows": [rows]}, schema=dataops.MAP_INDEX_SCHEMA)
+        index = pa.table({"file": [name], "part": [np.arange(parts, dtype=np.int32)], "offset": [offsets],
+                          "length": [lengths], "rows": [rows]}, schema=dataops.MAP_INDEX_SCHEMA)
+        if layout == "lists":
+            return index
+        # task: the index as the file's footer, as _RunWriter.write(index_in_file=True) writes it
+        footer = dataops._ipc_bytes(index.drop_columns(["file"]))
+        with open(name, "wb") as f:
+            f.write(memoryview(footer))
+        return pa.table({"file": [name], "footer_offset": [0], "footer_length": [footer.size]},
+                        schema=dataops.MAP_POINTER_SCHEMA)
 
     return udf
 
@@ -107,22 +120,33 @@ def child(layout: str, maps: int, parts: int) -> None:
 
     threading.Thread(target=loop, daemon=True).start()
     t0 = time.monotonic()
+    os.makedirs(SCRATCH, exist_ok=True)
     ds = ray.data.from_items([{"i": i} for i in range(maps)], override_num_blocks=maps).map_batches(
         map_index(layout, parts), batch_size=1, batch_format="pyarrow")
-    got = [t for t in ds.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
-    gather = rows_shuffle_index if layout == "rows" else dataops.shuffle_index
-    files, index, los, his = gather(got)
-    del got
-    shared = ray.put({"files": files, "index": index})
-    nbytes = index.nbytes + files.nbytes
-    n_pieces = index.num_rows
-    del files, index
+    if layout == "task":
+        shared, los, his, _rows, _files = dataops.gather_shuffle_index(ds)
+        # its size, read in a task: a get here would map the index's pages into the driver
+        nbytes, n_pieces = ray.get(ray.remote(num_cpus=0)(
+            lambda got: (got["index"].nbytes + got["files"].nbytes, got["index"].num_rows)).remote(shared))
+    else:
+        got = [t for t in ds.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
+        gather = rows_shuffle_index if layout == "rows" else dataops.shuffle_index
+        files, index, los, his = gather(got)
+        del got
+        shared = ray.put({"files": files, "index": index})
+        nbytes = index.nbytes + files.nbytes
+        n_pieces = index.num_rows
+        del files, index
     secs = time.monotonic() - t0
     after_put = pss()
     stop.set()
     dataops.release_memory()
     released = pss()
     del shared
+    if layout == "task":
+        import shutil
+
+        shutil.rmtree(SCRATCH, ignore_errors=True)
     print(json.dumps({"layout": layout, "maps": maps, "parts": parts, "pieces": n_pieces, "index_mb": nbytes / 2**20,
                       "pss_before": before, "pss_peak": max(seen), "pss_after_put": after_put,
                       "pss_after_release": released, "seconds": secs, "partitions": len(los)}), flush=True)
@@ -135,14 +159,15 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "shuffleindex.json"))
-    ap.add_argument("--child", choices=["rows", "lists"], help=argparse.SUPPRESS)
+    ap.add_argument("--layouts", nargs="+", default=["rows", "lists", "task"], choices=["rows", "lists", "task"])
+    ap.add_argument("--child", choices=["rows", "lists", "task"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.maps, args.parts)
         return
     results = []
     for r in range(args.repeats):
-        for layout in (["rows", "lists"] if r % 2 == 0 else ["lists", "rows"]):
+        for layout in (args.layouts if r % 2 == 0 else args.layouts[::-1]):
             out = subprocess.run([sys.executable, __file__, "--child", layout, "--maps", str(args.maps),
                                   "--parts", str(args.parts)], capture_output=True, text=True, cwd=ROOT,
                                  env={**os.environ, "PYTHONPATH": ROOT})

@@ -304,6 +304,11 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
 MAP_INDEX_SCHEMA = pa.schema([("file", pa.string()), ("part", pa.list_(pa.int32())),
                               ("offset", pa.list_(pa.int64())), ("length", pa.list_(pa.int64())),
                               ("rows", pa.list_(pa.int64()))])
+# What a file shuffle's map task returns instead (``_RunWriter.write(index_in_file=True)``): where
+# in its file the index row above sits, written after the partitions' bytes. The driver gathers
+# only these (a name and two numbers a map file); a task reads the footers and builds the index
+# (:func:`gather_shuffle_index`).
+MAP_POINTER_SCHEMA = pa.schema([("file", pa.string()), ("footer_offset", pa.int64()), ("footer_length", pa.int64())])
 # Arrow IPC buffers compressed with LZ4 (what Spark compresses its shuffle files with): cheap
 # to write and read, and 2-4x smaller for the text columns of ingest's joins.
 SHUFFLE_COMPRESSION = "lz4"
@@ -385,14 +390,17 @@ class _RunWriter:
             self._rows[p] = self._rows.get(p, 0) + (e - s)
         del run
 
-    def write(self, scratch_uri: str) -> pa.Table:
+    def write(self, scratch_uri: str, index_in_file: bool = False) -> pa.Table:
+        """Write the file; return its :data:`MAP_INDEX_SCHEMA` row, or with ``index_in_file``
+        append that row to the file (an IPC stream after the partitions' bytes) and return its
+        :data:`MAP_POINTER_SCHEMA` row. Empty (no file) when no row was added."""
         import uuid
 
         from .. import storage
 
         self._flush()
         if not self._rows:
-            return MAP_INDEX_SCHEMA.empty_table()
+            return (MAP_POINTER_SCHEMA if index_in_file else MAP_INDEX_SCHEMA).empty_table()
         name = storage.join(scratch_uri, f"map-{uuid.uuid4().hex}.arrows")
         fs, path = storage.get_fs(name)
         parts, offsets, lengths = sorted(self._pieces), [], []
@@ -406,8 +414,35 @@ class _RunWriter:
                 offsets.append(offset)
                 lengths.append(length)
                 offset += length
-        return pa.table({"file": [name], "part": [parts], "offset": [offsets], "length": [lengths],
-                         "rows": [[self._rows[p] for p in parts]]}, schema=MAP_INDEX_SCHEMA)
+            index = pa.table({"file": [name], "part": [parts], "offset": [offsets], "length": [lengths],
+                              "rows": [[self._rows[p] for p in parts]]}, schema=MAP_INDEX_SCHEMA)
+            if not index_in_file:
+                return index
+            footer = _ipc_bytes(index.drop_columns(["file"]))
+            f.write(memoryview(footer))
+        return pa.table({"file": [name], "footer_offset": [offset], "footer_length": [footer.size]},
+                        schema=MAP_POINTER_SCHEMA)
+
+
+def read_map_footers(pointers: pa.Table, threads: int = 16) -> List[pa.Table]:
+    """The :data:`MAP_INDEX_SCHEMA` rows of the map files named by ``pointers``
+    (:data:`MAP_POINTER_SCHEMA`), read from their footers: one ranged read each, on ``threads``
+    threads (object storage answers a request at a time; the footers are a few KB to ~40 KB)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .. import storage
+
+    def one(row) -> pa.Table:
+        name, offset, length = row
+        fs, path = storage.get_fs(name)
+        table = _read_ipc_streams(pa.py_buffer(fs.cat_file(path, start=offset, end=offset + length)))
+        return table.add_column(0, "file", pa.array([name] * table.num_rows, pa.string())).cast(MAP_INDEX_SCHEMA)
+
+    rows = list(zip(*(pointers.column(c).to_pylist() for c in MAP_POINTER_SCHEMA.names)))
+    if len(rows) <= 1:
+        return [one(r) for r in rows]
+    with ThreadPoolExecutor(max_workers=min(threads, len(rows))) as pool:
+        return list(pool.map(one, rows))
 
 
 def shuffle_index(parts: List[pa.Table]):
@@ -448,6 +483,58 @@ def shuffle_index(parts: List[pa.Table]):
     return files, index, los, his
 
 
+def _index_task(pointers: pa.Table):
+    """(``{"files", "index"}``, ``(los, his, rows, map files)``) of a shuffle's map files, from
+    their footers (``pointers``: :data:`MAP_POINTER_SCHEMA`): what :func:`gather_shuffle_index`
+    runs in a task."""
+    import pyarrow.compute as pc
+
+    files, index, los, his = shuffle_index(read_map_footers(pointers))
+    n_rows = int(pc.sum(index.column("rows")).as_py() or 0)
+    release_memory()  # the footers' tables and the flattening's temporaries
+    return {"files": files, "index": index}, (los, his, n_rows, len(files))
+
+
+_INDEX_TASK = None
+
+
+def gather_shuffle_index(mapped):
+    """(shared, los, his, rows, map files) of a file shuffle's map side ``mapped`` (a Dataset of
+    :data:`MAP_POINTER_SCHEMA` rows, run here): ``shared`` is the object ref of ``{"files",
+    "index"}`` (:func:`shuffle_index`; the dict itself without Ray), ``los``/``his`` its
+    partitions' row ranges.
+
+    The driver gathers only the map files' names and footer positions; a task reads each file's
+    index from its footer, builds the index and returns it into the object store, and only the
+    partitions' ranges (16 bytes each) come back. Why: each map task's index row (~32 KB at
+    1,024 partitions) came back inline into the driver's heap (Ray keeps a task's small returns
+    with its owner), and the driver then built and put the index, so at 10M records it grew
+    ~150 MB through dedup's shuffles (to 405 MB, the run's largest process, against 185 at 1M;
+    bench/README.md curate Round 15). Replayed at the 10M links join's shape (740 map files x
+    1,024 partitions, ``bench/curate/shuffleindex.py``): the driver's peak over the step ~+80 ->
+    ~+10 MB. (Building it in a task from the returned rows, passed as arguments, was worse:
+    +100, the rows crossing the driver twice.) The task runs on the driver's node
+    (``num_cpus=0``: the map side is done, and a head node may have no CPUs), where ``ray.put``
+    used to leave the index, so a lost worker node cannot take it with it."""
+    import ray
+
+    parts = [t for t in mapped.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
+    pointers = pa.concat_tables(parts).combine_chunks() if parts else MAP_POINTER_SCHEMA.empty_table()
+    del parts
+    if not ray.is_initialized():  # a stand-in Dataset (bench/curate's one-process path)
+        shared, meta = _index_task(pointers)
+        return (shared, *meta)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    global _INDEX_TASK
+    if _INDEX_TASK is None:
+        _INDEX_TASK = ray.remote(num_cpus=0, num_returns=2)(_index_task)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    shared, meta = _INDEX_TASK.options(scheduling_strategy=here).remote(pointers)
+    los, his, n_rows, n_files = ray.get(meta)
+    return shared, los, his, n_rows, n_files
+
+
 def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
                  schema: Optional[pa.Schema] = None,
                  map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
@@ -461,9 +548,11 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     +0.47 GB for curate's timelines (bench/README.md, curate Round 5). Here, as in Spark's sort
     shuffle, each map task sorts its block by partition and writes it to one file, each
     partition's rows one byte range of LZ4-compressed Arrow IPC (one stream per sorted run, see
-    :class:`_RunWriter`), and returns only its index (file; partition, offset, length, rows of
-    each piece: :data:`MAP_INDEX_SCHEMA`). The driver keeps them as one Arrow table sorted by
-    partition, put once in the object store, and each reduce task slices its partition's rows
+    :class:`_RunWriter`), then its index (partition, offset, length, rows of each piece:
+    :data:`MAP_INDEX_SCHEMA`) as the file's footer, and returns where that is. A task reads the
+    footers into one Arrow table sorted by partition, in the object store
+    (:func:`gather_shuffle_index`: the driver gets only the partitions' row ranges), and each
+    reduce task slices its partition's rows
     from it and reads its byte range of every file, one ranged read each, with no footer to
     parse. (Parquet with one row group per partition made every reduce task parse every map
     file's footer, P row groups each: M x P^2 metadata work, most of the band shuffle's reduce
@@ -474,7 +563,6 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
-    import pyarrow.compute as pc
     import ray
 
     from .. import storage
@@ -488,7 +576,7 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
             runs.add(piece)
             del piece
         del batch
-        out = runs.write(scratch_uri)
+        out = runs.write(scratch_uri, index_in_file=True)
         del runs
         release_memory()
         return out
@@ -496,12 +584,8 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     t0 = time.monotonic()
     mapped = (ds.map_batches(write_map, batch_size=1, batch_format="pyarrow") if map_fn is not None
               else ds.map_batches(write_map, batch_format="pyarrow"))
-    files, index, los, his = shuffle_index(
-        [t for t in mapped.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows])
-    n_rows_total = int(pc.sum(index.column("rows")).as_py() or 0)
-    shared = {"files": files, "index": index}
-    if ray.is_initialized():
-        shared = ray.put(shared)
+    shared, los, his, n_rows_total, n_files = gather_shuffle_index(mapped)
+    del mapped
 
     def read_reduce(batch: pa.Table) -> pa.Table:
         got = shared if isinstance(shared, dict) else ray.get(shared)
@@ -523,7 +607,7 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
 
     items = [{"lo": lo, "hi": hi} for lo, hi in zip(los.tolist(), his.tolist())] or [{"lo": 0, "hi": 0}]
     log.info("shuffle %s: %d rows from %d map tasks into %d partitions (map side %.1f s)",
-             scratch_uri.rstrip("/").rsplit("/", 1)[-1], n_rows_total, len(files), len(los), time.monotonic() - t0)
+             scratch_uri.rstrip("/").rsplit("/", 1)[-1], n_rows_total, n_files, len(los), time.monotonic() - t0)
     # one task per partition (batch_size=1: see read_parquet_files for why not more)
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read_reduce, batch_size=1, batch_format="pyarrow")
