@@ -51,6 +51,13 @@ class RunConfig:
     # much of it, so a long-lived worker held the high-water mark of the tasks it ran
     # (bench/README.md, curate Round 14).
     arrow_memory_pool: Optional[str] = "system"
+    # Tasks whose events (states, timings) the GCS keeps for the dashboard and `ray list tasks`,
+    # on a Ray this job starts (RAY_task_events_max_num_task_in_gcs; a running cluster keeps its
+    # own, Ray's default 100,000, which a 16 GiB head holds easily). Ray data tasks have a bounded
+    # size, so their number, and the GCS with it, follows the corpus up to that cap: at 10M
+    # records the GCS went 27 -> 123 MB through ingest + curate, ~5 KB a task (bench/README.md
+    # curate Round 15). None: Ray's default.
+    ray_task_events_max: Optional[int] = 10000
     log_level: str = "INFO"
     progress: bool = True
 
@@ -517,6 +524,8 @@ def _validate(cfg: Any) -> None:
         raise ConfigError(f"config key 'ingest.sources': unknown platform(s) {sorted(unknown)}")
     if not cfg.merge.weights:
         raise ConfigError("config key 'merge.weights': at least one weight is needed")
+    if cfg.run.ray_task_events_max is not None and cfg.run.ray_task_events_max < 1:
+        raise ConfigError("config key 'run.ray_task_events_max': must be >= 1, or null for Ray's default")
     if cfg.train.num_workers < 1:
         raise ConfigError("config key 'train.num_workers': must be >= 1")
 

@@ -47,6 +47,17 @@ def use_arrow_memory_pool(name: Optional[str]) -> None:
     pa.set_memory_pool(pools[name]())
 
 
+TASK_EVENTS_ENV = "RAY_task_events_max_num_task_in_gcs"
+
+
+def cap_task_events(n: Optional[int]) -> None:
+    """Cap the task events a Ray started after this keeps in its GCS at ``n`` tasks
+    (``run.ray_task_events_max``), unless the environment already says; None leaves Ray's
+    default. Only a Ray this process starts reads it."""
+    if n:
+        os.environ.setdefault(TASK_EVENTS_ENV, str(int(n)))
+
+
 def init_ray(cfg: HumanLLMConfig) -> None:
     """Join the cluster named by run.ray_address, or start a local one."""
     import ray
@@ -70,6 +81,7 @@ def init_ray(cfg: HumanLLMConfig) -> None:
         kwargs.pop("include_dashboard")
         ray.init(address=address, **kwargs)
     else:
+        cap_task_events(cfg.run.ray_task_events_max)
         if cfg.run.object_store_memory_mb:
             kwargs["object_store_memory"] = int(cfg.run.object_store_memory_mb) * 2**20
         ray.init(num_cpus=cfg.run.num_cpus, **kwargs)

@@ -42,13 +42,15 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 @pytest.fixture(scope="session")
 def ray_local():
     """A 2-CPU local Ray shared by every test that needs one, its workers on the Arrow memory
-    pool the stages run with (``run.arrow_memory_pool``'s default, as ``runtime.init_ray`` sets it)."""
+    pool the stages run with and its GCS keeping as many task events (``run.arrow_memory_pool``'s
+    and ``run.ray_task_events_max``'s defaults, as ``runtime.init_ray`` sets them)."""
     import ray
 
     from humanllm_ray import runtime
     from humanllm_ray.config import RunConfig
 
     runtime.use_arrow_memory_pool(RunConfig().arrow_memory_pool)
+    runtime.cap_task_events(RunConfig().ray_task_events_max)
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     yield ray
     ray.shutdown()

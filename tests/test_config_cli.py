@@ -114,6 +114,39 @@ def test_run_arrow_memory_pool_reaches_the_driver_and_the_ray_workers(tmp_path, 
     assert got == {"driver": want, "worker": want}
 
 
+_GCS_PROBE = """
+import json, sys
+import psutil
+import ray
+from humanllm_ray import runtime
+from humanllm_ray.config import load_config
+
+runtime.init_ray(load_config(overrides=["run.num_cpus=1"] + sys.argv[1:]))
+gcs = [p for p in psutil.Process().children(recursive=True) if "gcs_server" in " ".join(p.cmdline())]
+print(json.dumps([p.environ().get("RAY_task_events_max_num_task_in_gcs") for p in gcs]))
+ray.shutdown()
+"""
+
+
+@pytest.mark.parametrize("override,want", [([], "10000"), (["run.ray_task_events_max=2500"], "2500"),
+                                           (["run.ray_task_events_max=null"], None)])
+def test_run_ray_task_events_max_reaches_the_gcs_of_the_local_ray(tmp_path, override, want):
+    """The GCS of the Ray that init_ray starts keeps the task events of run.ray_task_events_max
+    tasks (null: Ray's own default, nothing set)."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_task_events_max_num_task_in_gcs", "RAY_ADDRESS")}
+    proc = subprocess.run([sys.executable, "-c", _GCS_PROBE, *override], capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [want]
+
+
+def test_run_ray_task_events_max_rejects_a_non_positive_cap():
+    with pytest.raises(ConfigError, match="run.ray_task_events_max"):
+        load_config(overrides=["run.ray_task_events_max=0"])
+
+
 def test_run_arrow_memory_pool_rejects_an_unknown_allocator():
     with pytest.raises(ConfigError, match="run.arrow_memory_pool"):
         load_config(overrides=["run.arrow_memory_pool=tcmalloc"])

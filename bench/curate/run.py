@@ -207,8 +207,10 @@ def _cfg(data: str, root: str, *overrides: str):
         d = os.path.join(data, p)
         ov.append(f"ingest.sources.{p}=[{d}]" if os.path.isdir(d) else f"ingest.sources.{p}=[]")
     cfg = load_config(overrides=ov + list(overrides))
-    # the stages' Arrow pool, as init_ray sets it, here and in the Ray workers started after it
+    # the stages' Arrow pool and the GCS's task-event cap, as init_ray sets them, for the Ray
+    # each child starts itself
     runtime.use_arrow_memory_pool(cfg.run.arrow_memory_pool)
+    runtime.cap_task_events(cfg.run.ray_task_events_max)
     return cfg
 
 
