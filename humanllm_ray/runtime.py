@@ -58,6 +58,14 @@ def cap_task_events(n: Optional[int]) -> None:
         os.environ.setdefault(TASK_EVENTS_ENV, str(int(n)))
 
 
+def prepare_local_ray(run) -> None:
+    """What ``init_ray`` sets up before it starts a local Ray, for a process that starts one
+    itself (the tests' shared Ray, bench/curate's children): ``run`` (``RunConfig``)'s Arrow pool
+    and GCS task-event cap."""
+    use_arrow_memory_pool(run.arrow_memory_pool)
+    cap_task_events(run.ray_task_events_max)
+
+
 def init_ray(cfg: HumanLLMConfig) -> None:
     """Join the cluster named by run.ray_address, or start a local one."""
     import ray

@@ -49,8 +49,7 @@ def ray_local():
     from humanllm_ray import runtime
     from humanllm_ray.config import RunConfig
 
-    runtime.use_arrow_memory_pool(RunConfig().arrow_memory_pool)
-    runtime.cap_task_events(RunConfig().ray_task_events_max)
+    runtime.prepare_local_ray(RunConfig())
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     yield ray
     ray.shutdown()

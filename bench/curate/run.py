@@ -209,8 +209,7 @@ def _cfg(data: str, root: str, *overrides: str):
     cfg = load_config(overrides=ov + list(overrides))
     # the stages' Arrow pool and the GCS's task-event cap, as init_ray sets them, for the Ray
     # each child starts itself
-    runtime.use_arrow_memory_pool(cfg.run.arrow_memory_pool)
-    runtime.cap_task_events(cfg.run.ray_task_events_max)
+    runtime.prepare_local_ray(cfg.run)
     return cfg
 
 

@@ -511,8 +511,8 @@ def gather_shuffle_index(mapped):
     with its owner), and the driver then built and put the index, so at 10M records it grew
     ~150 MB through dedup's shuffles (to 405 MB, the run's largest process, against 185 at 1M;
     bench/README.md curate Round 15). Replayed at the 10M links join's shape (740 map files x
-    1,024 partitions, ``bench/curate/shuffleindex.py``): the driver's peak over the step ~+80 ->
-    ~+10 MB. (Building it in a task from the returned rows, passed as arguments, was worse:
+    1,024 partitions, ``bench/curate/shuffleindex.py``): the driver's peak over the step +82-88 ->
+    +15-17 MB, what it keeps after it +35-39 -> +9-10. (Building it in a task from the returned rows, passed as arguments, was worse:
     +100, the rows crossing the driver twice.) The task runs on the driver's node
     (``num_cpus=0``: the map side is done, and a head node may have no CPUs), where ``ray.put``
     used to leave the index, so a lost worker node cannot take it with it."""
