@@ -53,11 +53,13 @@ class RunConfig:
     arrow_memory_pool: Optional[str] = "system"
     # Tasks whose events (states, timings) the GCS keeps for the dashboard and `ray list tasks`,
     # on a Ray this job starts (RAY_task_events_max_num_task_in_gcs; a running cluster keeps its
-    # own, Ray's default 100,000, which a 16 GiB head holds easily). Ray data tasks have a bounded
-    # size, so their number, and the GCS with it, follows the corpus up to that cap: at 10M
-    # records the GCS went 27 -> 123 MB through ingest + curate, ~5 KB a task (bench/README.md
-    # curate Round 15). None: Ray's default.
-    ray_task_events_max: Optional[int] = 10000
+    # own, Ray's default 100,000, which a 16 GiB head holds easily). Ray Data tasks have a bounded
+    # size, so their number follows the corpus, and the GCS with it up to this cap: ~3.5 KB a
+    # task, a GCS of 45 / 82 / 174 MB after 40k tasks with 1,000 / 10,000 / 100,000
+    # (bench/curate/gcsprobe.py, bench/README.md curate Round 16). 1,000: the GCS stays flat
+    # from a ~100k-record run up, and the dashboard still lists the last 1,000 tasks, what is
+    # running and what just failed. None: Ray's default.
+    ray_task_events_max: Optional[int] = 1000
     log_level: str = "INFO"
     progress: bool = True
 

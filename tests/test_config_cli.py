@@ -128,7 +128,7 @@ ray.shutdown()
 """
 
 
-@pytest.mark.parametrize("override,want", [([], "10000"), (["run.ray_task_events_max=2500"], "2500"),
+@pytest.mark.parametrize("override,want", [([], "1000"), (["run.ray_task_events_max=2500"], "2500"),
                                            (["run.ray_task_events_max=null"], None)])
 def test_run_ray_task_events_max_reaches_the_gcs_of_the_local_ray(tmp_path, override, want):
     """The GCS of the Ray that init_ray starts keeps the task events of run.ray_task_events_max
