@@ -2,9 +2,12 @@
 
     python bench/curate/drvprobe.py --n 10000000      # TM=1 also traces Python's allocations
 
-Runs ``ingest.run`` alone on a local 2-CPU Ray cluster, on the corpus ``run.py`` generates, and
-prints the driver's PSS after ``ray.init``, its peak during ingest, after ingest, and after
-``dataops.release_memory()`` (glibc trim + Arrow's pool). With ``TM=1`` tracemalloc runs from
+Runs ``ingest.run`` alone on a local 2-CPU Ray cluster (set up as the job's own: Arrow pool,
+GCS cap), on the corpus ``run.py`` generates, and prints the driver's PSS after ``ray.init``, its
+peak during ingest, after ingest, and after ``dataops.release_memory()`` (glibc trim + Arrow's
+pool), with where its memory is: glibc's heap in use and free-but-kept (mallinfo2), pymalloc's
+arenas and what live objects use of them, and the resident anonymous mappings by kind. More
+arenas or free-kept memory for the same bytes in use is fragmentation, not held objects. With ``TM=1`` tracemalloc runs from
 after ``ray.init``: its total is what Python itself allocated during ingest, so the rest of the
 growth is native memory (bench/README.md, curate Round 12).
 """
@@ -12,6 +15,7 @@ growth is native memory (bench/README.md, curate Round 12).
 from __future__ import annotations
 
 import collections
+import ctypes
 import gc
 import os
 import sys
@@ -19,6 +23,68 @@ import threading
 import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def python_arenas() -> str:
+    """pymalloc's arenas (1 MiB mmaps outside glibc's malloc, so not in mallinfo2): how many are
+    mapped and how much of them live objects use; many arenas for few bytes is fragmentation."""
+    r, w = os.pipe()
+    saved = os.dup(2)
+    os.dup2(w, 2)  # sys._debugmallocstats writes to C's stderr
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    want = {"# arenas allocated current": "arenas", "# bytes in allocated blocks": "in use"}
+    got = {}
+    for line in text.splitlines():
+        for key, name in want.items():
+            if line.startswith(key):
+                got[name] = int(line.split("=")[1].replace(",", ""))
+    return f"pymalloc {got.get('arenas', 0)} arenas, {got.get('in use', 0) >> 20} MB in use"
+
+
+def heap_report() -> str:
+    """glibc's view of the driver's heap (all arenas): in use, free but kept, mmapped; and the
+    resident anonymous memory split by mapping kind, so a growth can be told apart as held
+    objects (in use), fragmentation (free but kept) or memory outside malloc (Arrow, Ray's
+    plasma client, thread stacks)."""
+    out = []
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        mi = libc.mallinfo2()
+        out.append(f"malloc in use {mi.uordblks >> 20} MB, free kept {mi.fordblks >> 20} MB, "
+                   f"mmapped {mi.hblkhd >> 20} MB")
+    except (OSError, AttributeError):
+        out.append("mallinfo2: not glibc")
+    out.append(python_arenas())
+    kinds: collections.Counter = collections.Counter()
+    kind, size = None, 0
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                name = head[5] if len(head) > 5 else "[anon]"
+                size = hi - lo
+                kind = name if name.startswith("[") else None
+                if kind == "[anon]":
+                    kind = "[anon 64MB-arena]" if size == 64 << 20 or (lo % (64 << 20) == 0 and size < 64 << 20) \
+                        else "[anon other]"
+            elif head[0] == "Rss:" and kind:
+                kinds[kind] += int(head[1]) >> 10
+    out.append("resident " + ", ".join(f"{k} {v} MB" for k, v in kinds.most_common(5)))
+    return "; ".join(out)
 
 
 def main() -> None:
@@ -44,18 +110,21 @@ def main() -> None:
     from humanllm_ray import ingest
     from humanllm_ray.ingest.dataops import release_memory
 
+    from humanllm_ray import runtime
+
+    runtime.prepare_local_ray(cfg.run)  # as the job's own ray.init does (Arrow pool, GCS cap)
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     if os.environ.get("TM"):
         tracemalloc.start(12)
-    print("driver PSS after ray.init", pss(), "MB", flush=True)
+    print("driver PSS after ray.init", pss(), "MB;", heap_report(), flush=True)
     threading.Thread(target=loop, daemon=True).start()
     ingest.run(cfg)
     stop.set()
     gc.collect()
     print("driver PSS after ingest", pss(), "MB; peak during", max(seen or [0]), "MB", flush=True)
     release_memory()
-    print("driver PSS after release_memory", pss(), "MB", flush=True)
+    print("driver PSS after release_memory", pss(), "MB;", heap_report(), flush=True)
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot()
         print("Python allocations since ray.init, still held:", sum(s.size for s in snap.statistics("filename")) >> 20,
