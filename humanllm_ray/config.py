@@ -60,6 +60,15 @@ class RunConfig:
     # from a ~100k-record run up, and the dashboard still lists the last 1,000 tasks, what is
     # running and what just failed. None: Ray's default.
     ray_task_events_max: Optional[int] = 1000
+    # Whether a Ray this job starts collects Prometheus metrics (RAY_enable_metrics_collection;
+    # a running cluster keeps its own setting). Ray Data sets ~40 gauges per operator of every
+    # execution, each a new series that Ray Data's stats actor and the node's metrics agent keep
+    # for the life of the cluster: ~1 MB in each per three-operator execution, and a curate run's
+    # executions grow with its corpus (bench/curate/metricsprobe.py: 120 executions, stats actor
+    # 145 -> 242 MB and agent 132 -> 217 on, 117 / 111 flat off; bench/README.md curate Round 16).
+    # A local Ray has no Prometheus to read them; the dashboard's job, task and dataset views do
+    # not use them. On: Ray's default.
+    ray_metrics: bool = False
     log_level: str = "INFO"
     progress: bool = True
 

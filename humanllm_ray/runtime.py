@@ -48,22 +48,27 @@ def use_arrow_memory_pool(name: Optional[str]) -> None:
 
 
 TASK_EVENTS_ENV = "RAY_task_events_max_num_task_in_gcs"
+METRICS_ENV = "RAY_enable_metrics_collection"
 
 
-def cap_task_events(n: Optional[int]) -> None:
-    """Cap the task events a Ray started after this keeps in its GCS at ``n`` tasks
-    (``run.ray_task_events_max``), unless the environment already says; None leaves Ray's
-    default. Only a Ray this process starts reads it."""
-    if n:
-        os.environ.setdefault(TASK_EVENTS_ENV, str(int(n)))
+def set_local_ray_env(run) -> None:
+    """The settings a Ray started after this reads from the environment, from ``run``
+    (``RunConfig``), each unless the environment already says: the GCS's task-event cap
+    (``run.ray_task_events_max``; None leaves Ray's default) and, with ``run.ray_metrics``
+    off, no metrics collection. Only a Ray this process starts reads them: its GCS, raylet
+    and workers inherit them."""
+    if run.ray_task_events_max:
+        os.environ.setdefault(TASK_EVENTS_ENV, str(int(run.ray_task_events_max)))
+    if not run.ray_metrics:
+        os.environ.setdefault(METRICS_ENV, "0")
 
 
 def prepare_local_ray(run) -> None:
     """What ``init_ray`` sets up before it starts a local Ray, for a process that starts one
     itself (the tests' shared Ray, bench/curate's children): ``run`` (``RunConfig``)'s Arrow pool
-    and GCS task-event cap."""
+    and the Ray settings of :func:`set_local_ray_env`."""
     use_arrow_memory_pool(run.arrow_memory_pool)
-    cap_task_events(run.ray_task_events_max)
+    set_local_ray_env(run)
 
 
 def init_ray(cfg: HumanLLMConfig) -> None:
@@ -89,7 +94,7 @@ def init_ray(cfg: HumanLLMConfig) -> None:
         kwargs.pop("include_dashboard")
         ray.init(address=address, **kwargs)
     else:
-        cap_task_events(cfg.run.ray_task_events_max)
+        set_local_ray_env(cfg.run)
         if cfg.run.object_store_memory_mb:
             kwargs["object_store_memory"] = int(cfg.run.object_store_memory_mb) * 2**20
         ray.init(num_cpus=cfg.run.num_cpus, **kwargs)

@@ -114,18 +114,30 @@ def test_run_arrow_memory_pool_reaches_the_driver_and_the_ray_workers(tmp_path, 
     assert got == {"driver": want, "worker": want}
 
 
-_GCS_PROBE = """
+_RAY_ENV_PROBE = """
 import json, sys
 import psutil
 import ray
 from humanllm_ray import runtime
 from humanllm_ray.config import load_config
 
-runtime.init_ray(load_config(overrides=["run.num_cpus=1"] + sys.argv[1:]))
-gcs = [p for p in psutil.Process().children(recursive=True) if "gcs_server" in " ".join(p.cmdline())]
-print(json.dumps([p.environ().get("RAY_task_events_max_num_task_in_gcs") for p in gcs]))
+runtime.init_ray(load_config(overrides=["run.num_cpus=1"] + sys.argv[2:]))
+names = ("gcs_server", "raylet/raylet")
+ray_procs = [p for p in psutil.Process().children(recursive=True) if any(n in " ".join(p.cmdline()) for n in names)]
+print(json.dumps(sorted({p.environ().get(sys.argv[1]) for p in ray_procs}, key=str) if ray_procs else "no gcs/raylet"))
 ray.shutdown()
 """
+
+
+def _local_ray_env(tmp_path, var: str, override) -> list:
+    """The values of ``var`` in the environment of the GCS and raylet that init_ray starts."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in (var, "RAY_ADDRESS")}
+    proc = subprocess.run([sys.executable, "-c", _RAY_ENV_PROBE, var, *override], capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("override,want", [([], "1000"), (["run.ray_task_events_max=2500"], "2500"),
@@ -133,13 +145,14 @@ ray.shutdown()
 def test_run_ray_task_events_max_reaches_the_gcs_of_the_local_ray(tmp_path, override, want):
     """The GCS of the Ray that init_ray starts keeps the task events of run.ray_task_events_max
     tasks (null: Ray's own default, nothing set)."""
-    import json
+    assert _local_ray_env(tmp_path, "RAY_task_events_max_num_task_in_gcs", override) == [want]
 
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_task_events_max_num_task_in_gcs", "RAY_ADDRESS")}
-    proc = subprocess.run([sys.executable, "-c", _GCS_PROBE, *override], capture_output=True, text=True,
-                          timeout=300, cwd=str(tmp_path), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [want]
+
+@pytest.mark.parametrize("override,want", [([], "0"), (["run.ray_metrics=true"], None)])
+def test_run_ray_metrics_reaches_the_local_ray(tmp_path, override, want):
+    """The GCS and raylet of the Ray that init_ray starts (and so its workers) collect no
+    metrics unless run.ray_metrics is on (then nothing is set: Ray's default, on)."""
+    assert _local_ray_env(tmp_path, "RAY_enable_metrics_collection", override) == [want]
 
 
 def test_run_ray_task_events_max_rejects_a_non_positive_cap():
