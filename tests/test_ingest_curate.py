@@ -340,6 +340,39 @@ def test_final_writer_streams_and_retry_rewrites_same_files(tmp_path, monkeypatc
     assert udf(pa.table({"path": [str(empty)]})).num_rows == 0
 
 
+def test_input_files_stamped_in_a_table_and_digest_follows_the_files(tmp_path):
+    """The ingest fingerprint's digest changes when a file changes or is added, and only then;
+    every file lands in exactly one read bin, the largest first."""
+    from humanllm_ray import ingest
+
+    folder = tmp_path / "blogs"
+    folder.mkdir()
+    sizes = {"a.xml": 5000, "b.xml": 10, "c.xml": 700, "d.xml": 700}
+    for name, n in sizes.items():
+        (folder / name).write_bytes(b"x" * n)
+    files = {"blogger": sorted(str(p) for p in folder.iterdir()), "twitter": []}
+    digest, table = ingest.stamp_files(files)
+    assert table.schema == ingest.INPUT_FILES_SCHEMA and table.num_rows == 4
+    assert dict(zip([os.path.basename(f) for f in table.column("file").to_pylist()],
+                    table.column("size").to_pylist())) == sizes
+    assert ingest.stamp_files(files)[0] == digest  # nothing changed: the same fingerprint
+
+    (folder / "b.xml").write_bytes(b"y" * 11)
+    changed, _ = ingest.stamp_files(files)
+    assert changed != digest
+    (folder / "e.xml").write_bytes(b"z")
+    added, _ = ingest.stamp_files({"blogger": sorted(str(p) for p in folder.iterdir())})
+    assert added not in (digest, changed)
+
+    bins = ingest.pack_files(table, n_bins=2)
+    placed = [f for b in bins for f in b["files"]]
+    assert sorted(placed) == sorted(files["blogger"])
+    assert bins[0]["files"][0].endswith("a.xml")  # largest first, alone in the emptiest bin
+    assert all(p == "blogger" for b in bins for p in b["platforms"])
+    assert sum(b["bytes"] for b in bins) == sum(sizes.values())
+    assert ingest.pack_files(ingest.INPUT_FILES_SCHEMA.empty_table(), n_bins=2) == []
+
+
 def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):
     """The readers' writer puts each platform's records and side data (what its join / dedup
     reads) apart from its quarantined rows, in files of at most rows_per_file rows named by

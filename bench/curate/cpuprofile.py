@@ -70,7 +70,8 @@ def main() -> None:
     phase_log.lines.append((0.0, "ingest: start"))
     ingest.run(cfg)
     phase_log.lines.append((time.monotonic() - t0, "curate: start"))
-    curate.run(cfg)
+    if not args.ingest_only:
+        curate.run(cfg)
     end = time.monotonic() - t0
     stop.set()
     ray.shutdown()

@@ -1,6 +1,6 @@
 """bench/curate/memprofile.py: where a Ray ingest + curate run's memory is, process by process.
 
-    python bench/curate/memprofile.py --n 1000000 [--every 3] [--out bench/out/memprofile-1m.json]
+    python bench/curate/memprofile.py --n 1000000 [--every 3] [--out bench/out/memprofile-1m.json] [--ingest-only]
 
 Runs ``ingest.run`` then ``curate.run`` in this process on a local 2-CPU Ray cluster, on the corpus
 ``run.py`` generates (bench/out/curate-data/n{N}-s1, generated here if missing). A sampler
@@ -162,8 +162,9 @@ def main() -> None:
         phases["ray_up"] = time.time() - t0
         ingest.run(cfg)
         phases["ingest_done"] = time.time() - t0
-        curate.run(cfg)
-        phases["curate_done"] = time.time() - t0
+        if not args.ingest_only:
+            curate.run(cfg)
+            phases["curate_done"] = time.time() - t0
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)

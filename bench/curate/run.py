@@ -616,7 +616,7 @@ def profile_setup(doc: str, name: str, every: float):
     line (--n, --seed, --every, --data-root, --out, --driver-components-max-pairs,
     --driver-links-max), the corpus (generated if missing), a fresh
     work folder bench/out/curate-work/{name}-{n}, and the stages' config on them. Returns
-    (args, cfg)."""
+    (args, cfg); the profiler runs curate unless ``args.ingest_only``."""
     import logging
     import shutil
 
@@ -634,6 +634,9 @@ def profile_setup(doc: str, name: str, every: float):
     ap.add_argument("--keep-ingest", action="store_true",
                     help="keep the work folder's finished ingest (the stage skips it, as a rerun does) and "
                          "profile curate alone: a 10M-record ingest takes 6-14 min on 2 CPUs")
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="stop after ingest: its phase alone, at sizes whose curate does not fit a session "
+                         "(a 10M-record curate takes ~2 h on 2 CPUs)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for this run (curate.worker_max_files=0, ...)")
     args = ap.parse_args()

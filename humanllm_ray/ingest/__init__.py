@@ -22,7 +22,9 @@ joined into records (reported separately in ``merged_detail``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import pkgutil
 import posixpath
@@ -113,6 +115,33 @@ def _file_stamp(uri: str) -> Dict[str, Any]:
     return {"file": uri, "size": info.get("size"), "mtime": str(stamp)}
 
 
+INPUT_FILES_SCHEMA = pa.schema([("platform", pa.string()), ("file", pa.string()), ("size", pa.int64())])
+
+
+def stamp_files(files: Dict[str, List[str]]) -> Tuple[str, pa.Table]:
+    """Every input file's platform, name and size as one Arrow table, and a digest of each
+    file's (platform, name, size, modification stamp) for the stage's fingerprint, so a changed
+    or added file reruns ingest.
+
+    Why not a list of stamp dicts: at ~800 bytes of Python objects a file, the 49k files of a
+    10M-record corpus held ~40 MB in the driver for the whole of ingest, and freeing them left
+    pymalloc's arenas fragmented (bench/README.md, curate Round 16). Here each stamp is
+    transient and the table holds ~100 bytes a file in one Arrow buffer."""
+    digest = hashlib.sha256()
+    parts = []
+    for platform in sorted(files):
+        sizes = []
+        for uri in files[platform]:
+            st = _file_stamp(uri)
+            digest.update(json.dumps([platform, st["file"], st["size"], st["mtime"]]).encode() + b"\n")
+            sizes.append(st["size"] or 0)
+        parts.append(pa.table({"platform": pa.array([platform] * len(sizes), pa.string()),
+                               "file": pa.array(files[platform], pa.string()),
+                               "size": pa.array(sizes, pa.int64())}, schema=INPUT_FILES_SCHEMA))
+    table = pa.concat_tables(parts) if parts else INPUT_FILES_SCHEMA.empty_table()
+    return digest.hexdigest(), table
+
+
 def read_context(cfg: HumanLLMConfig) -> ReadContext:
     return ReadContext(
         salt=cfg.ingest.user_salt,
@@ -170,14 +199,20 @@ def _read_one(uri: str, platform: str, ctx: ReadContext) -> Iterator[pa.Table]:
         yield schema.to_table(buf)
 
 
-def pack_files(stamps: Dict[str, List[Dict[str, Any]]], n_bins: int, target_bytes: int = 64 << 20) -> List[Dict[str, Any]]:
-    """Greedy bin packing of files into read tasks: big files alone, small ones (a folder of
-    blogs) together, so a task's start-up cost is paid per ~target_bytes, not per file."""
-    files = [(s.get("size") or 0, s["file"], p) for p, ss in stamps.items() for s in ss]
-    total = sum(f[0] for f in files)
-    n = max(1, min(len(files), max(n_bins, -(-total // target_bytes))))
+def pack_files(input_table: pa.Table, n_bins: int, target_bytes: int = 64 << 20) -> List[Dict[str, Any]]:
+    """Greedy bin packing of files (``stamp_files``'s table) into read tasks: big files alone,
+    small ones (a folder of blogs) together, so a task's start-up cost is paid per
+    ~target_bytes, not per file. Largest first, ties by name: the same bins on every run."""
+    if not input_table.num_rows:
+        return []
+    import pyarrow.compute as pc
+
+    total = pc.sum(input_table.column("size")).as_py() or 0
+    n = max(1, min(input_table.num_rows, max(n_bins, -(-total // target_bytes))))
     bins: List[Dict[str, Any]] = [{"files": [], "platforms": [], "bytes": 0} for _ in range(n)]
-    for size, uri, p in sorted(files, key=lambda f: (-f[0], f[1])):
+    ordered = input_table.sort_by([("size", "descending"), ("file", "ascending")])
+    for size, uri, p in zip(ordered.column("size").to_pylist(), ordered.column("file").to_pylist(),
+                            ordered.column("platform").to_pylist()):
         b = min(bins, key=lambda x: x["bytes"])
         b["files"].append(uri)
         b["platforms"].append(p)
@@ -204,19 +239,18 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
 
     storage.configure(cfg.s3)
     out_uri = output_uri or runtime.RunPaths.from_config(cfg).ingested
-    files = input_files(cfg)
-    stamps = {p: [_file_stamp(f) for f in fs] for p, fs in files.items()}
+    files_digest, input_table = stamp_files(input_files(cfg))
     fingerprint = {
         "version": INGEST_VERSION,
         "ingest": to_dict(cfg)["ingest"],
         "bot_authors": list(cfg.curate.bot_authors),
-        "files": stamps,
+        "files": files_digest,
     }
 
     def body(sd: stage.StageDir) -> stage.StageResult:
         runtime.init_ray(cfg)
         with stage_data_context(cfg.run.ray_data_op_reservation):
-            return _ingest(cfg, stamps, sd)
+            return _ingest(cfg, input_table, sd)
 
     return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])
 
@@ -232,28 +266,32 @@ def join_dedup_plan(pre: Dict[tuple, int], name: str, plat: Any) -> Tuple[bool, 
     return needs_join, plat.dedup is not None and n_recs > 1, n_keyed, n_recs
 
 
-def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: stage.StageDir) -> stage.StageResult:
+def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> stage.StageResult:
     import ray
 
     ctx = read_context(cfg)
-    n_files = sum(len(v) for v in stamps.values())
+    n_files = input_table.num_rows
     if not n_files:
         log.warning("ingest: no input files")
         return stage.StageResult(rows_in=0, rows_out=0, extra={"files": 0})
     t0 = time.monotonic()
     cpus = int(ray.cluster_resources().get("CPU", 2))
-    items = pack_files(stamps, n_bins=2 * cpus)
+    items = pack_files(input_table, n_bins=2 * cpus)
+    per_platform = input_table.group_by("platform").aggregate([("file", "count")]).sort_by("platform")
     log.info("ingest: %d files in %d read tasks (%s)", n_files, len(items),
-             ", ".join(f"{p}: {len(f)}" for p, f in sorted(stamps.items())))
+             ", ".join(f"{p}: {n}" for p, n in zip(per_platform.column("platform").to_pylist(),
+                                                    per_platform.column("file_count").to_pylist())))
     # One block per bin of files so bins are read in parallel; readers stream their rows out,
     # to scratch files (not the object store: memory stays flat as the input grows), one folder
     # per platform and status group (see _RawSink), and return only their counts.
     scratch = sd.path(SCRATCH)
     raw_uri = storage.join(scratch, "raw")
     storage.rm(raw_uri)
+    bins = ray.data.from_items(items, override_num_blocks=len(items))  # each bin a block in the object store
+    n_read_tasks = len(items)
+    del items  # the bins' file names are in those blocks now; not held in the driver through ingest
     pre = tally(
-        ray.data.from_items(items, override_num_blocks=len(items))
-        .map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow")
+        bins.map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow")
         .take_all(),
         ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
@@ -356,7 +394,7 @@ def _ingest(cfg: HumanLLMConfig, stamps: Dict[str, List[Dict[str, Any]]], sd: st
         rows_merged=rows_merged,
         by_reason=by_reason,
         by_platform=by_platform,
-        extra={"files": n_files, "read_tasks": len(items), "merged_detail": merged_detail, "aux_rows": n_aux,
+        extra={"files": n_files, "read_tasks": n_read_tasks, "merged_detail": merged_detail, "aux_rows": n_aux,
                "schema": [f"{f.name}:{f.type}" for f in LOG_RECORD_SCHEMA]},
     )
 
