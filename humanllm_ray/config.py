@@ -55,10 +55,10 @@ class RunConfig:
     # on a Ray this job starts (RAY_task_events_max_num_task_in_gcs; a running cluster keeps its
     # own, Ray's default 100,000, which a 16 GiB head holds easily). Ray Data tasks have a bounded
     # size, so their number follows the corpus, and the GCS with it up to this cap: ~3.5 KB a
-    # task, a GCS of 45 / 82 / 174 MB after 40k tasks with 1,000 / 10,000 / 100,000
-    # (bench/curate/gcsprobe.py, bench/README.md curate Round 16). 1,000: the GCS stays flat
-    # from a ~100k-record run up, and the dashboard still lists the last 1,000 tasks, what is
-    # running and what just failed. None: Ray's default.
+    # task, a GCS of 48 / 85 / 176 MB after 40k tasks with 1,000 / 10,000 / 100,000
+    # (bench/curate/gcsprobe.py, bench/README.md curate Round 16). 1,000: the GCS stays at
+    # ~45 MB however many tasks run, and the dashboard still lists the last 1,000 tasks, what
+    # is running and what just failed. None: Ray's default.
     ray_task_events_max: Optional[int] = 1000
     # Whether a Ray this job starts collects Prometheus metrics (RAY_enable_metrics_collection;
     # a running cluster keeps its own setting). Ray Data sets ~40 gauges per operator of every
