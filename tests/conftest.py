@@ -21,13 +21,35 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REALDATA = REPO_ROOT.parent / "shared" / "realdata"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _s3_port() -> int:
+    """A free port for moto's server, chosen now (the endpoint goes into the environment before
+    any process starts) but taken only when the first S3 test starts it. So it is picked below
+    the kernel's ephemeral range and above Ray's worker ports (10002-19999): a port the kernel
+    hands out for ``bind(0)`` (Ray, vLLM and gRPC take dozens in between) was once taken by a
+    vLLM worker first, moto exited, and the S3 test hung on the other process's socket."""
+    import random
+
+    low, high = 20000, min(_ephemeral_low(), 32768)
+    for port in random.Random(os.getpid()).sample(range(low, high), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every one tried was taken: an ephemeral port, as before
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-_S3_PORT = _free_port()
+_S3_PORT = _s3_port()
 S3_ENDPOINT = f"http://127.0.0.1:{_S3_PORT}"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -64,16 +86,24 @@ def s3_server():
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(_S3_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    # Ready when moto itself answers an S3 call: a bare connect would also succeed against
+    # another process holding the port, and the tests would then hang on it.
+    import urllib.request
+
+    deadline = time.time() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"moto_server exited with {proc.returncode} at start (port {_S3_PORT} taken?)")
         try:
-            with socket.create_connection(("127.0.0.1", _S3_PORT), timeout=0.5):
-                break
+            with urllib.request.urlopen(S3_ENDPOINT + "/", timeout=2) as reply:
+                if b"ListAllMyBucketsResult" in reply.read():
+                    break
         except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("moto_server did not start")
+            pass
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"moto_server did not answer on {S3_ENDPOINT} within 60 s")
+        time.sleep(0.2)
     yield S3_ENDPOINT
     proc.terminate()
     try:
