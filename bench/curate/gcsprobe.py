@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -66,19 +65,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args.child)
-    rows = []
-    for cap in args.caps:  # each in its own process: the cap is read when the GCS starts
-        env = {k: v for k, v in os.environ.items() if k != "RAY_task_events_max_num_task_in_gcs"}
-        out = subprocess.run([sys.executable, __file__, "--child", cap], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        rows += json.loads(out.strip().splitlines()[-1])
-    print(f"{'cap':>8} {'tasks':>7} {'gcs MB':>7} {'raylet MB':>9}")
-    for r in rows:
-        print(f"{r['cap']:>8} {r['tasks']:>7} {r.get('gcs_server', '?'):>7} {r.get('raylet', '?'):>9}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run as bench  # noqa: E402  (bench/curate/run.py: the probes' shared driver)
 
+    bench.probe_modes(os.path.abspath(__file__), args.caps, "RAY_task_events_max_num_task_in_gcs",
+                      ["cap", "tasks", "gcs_server", "raylet"], args.out)
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -75,20 +74,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args.child)
-    rows = []
-    for mode in args.modes:  # each in its own process and Ray: the setting is read at start
-        env = {k: v for k, v in os.environ.items() if k != ENV}
-        out = subprocess.run([sys.executable, __file__, "--child", mode], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        rows += json.loads(out.strip().splitlines()[-1])
-    cols = ["stats_actor", "dashboard_agent", "gcs", "driver"]
-    print(f"{'metrics':>7} {'executions':>10} " + " ".join(f"{c + ' MB':>18}" for c in cols))
-    for r in rows:
-        print(f"{r['mode']:>7} {r['executions']:>10} " + " ".join(f"{r.get(c, '?'):>18}" for c in cols))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run as bench  # noqa: E402  (bench/curate/run.py: the probes' shared driver)
 
+    bench.probe_modes(os.path.abspath(__file__), args.modes, ENV,
+                      ["mode", "executions", "stats_actor", "dashboard_agent", "gcs", "driver"], args.out)
 
 if __name__ == "__main__":
     main()

@@ -658,6 +658,27 @@ def profile_setup(doc: str, name: str, every: float):
     return args, _cfg(data, root, *args.set)
 
 
+def probe_modes(script: str, modes: List[str], env_var: str, columns: List[str], out: Optional[str]) -> List[Dict]:
+    """The shared driver of the Ray-settings probes (gcsprobe.py, metricsprobe.py): runs
+    ``script --child MODE`` once per mode, each a fresh process starting its own Ray (the
+    setting, ``env_var``, is read when Ray starts, so it is cleared from the inherited
+    environment), collects the JSON rows each prints last, prints them as a table of
+    ``columns`` and saves them to ``out``."""
+    rows: List[Dict] = []
+    env = {k: v for k, v in os.environ.items() if k != env_var}
+    for mode in modes:
+        printed = subprocess.run([sys.executable, script, "--child", mode], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+        rows += json.loads(printed.strip().splitlines()[-1])
+    print(" ".join(f"{c:>16}" for c in columns))
+    for r in rows:
+        print(" ".join(f"{r.get(c, '?')!s:>16}" for c in columns))
+    if out:
+        with open(out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
 def ensure_data(n: int, seed: int, data_root: str) -> Dict[str, Any]:
     out = os.path.join(data_root, f"n{n}-s{seed}")
     manifest = os.path.join(out, "gen.json")
