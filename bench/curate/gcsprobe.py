@@ -12,7 +12,6 @@ Round 16).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -58,18 +57,12 @@ def child(cap: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--caps", nargs="+", default=["none", "10000", "1000"])
-    ap.add_argument("--out", default=None, help="write the rows as JSON here")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        return child(args.child)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import run as bench  # noqa: E402  (bench/curate/run.py: the probes' shared driver)
+    import run as bench  # noqa: E402  (bench/curate/run.py: the probes' shared command line and driver)
 
-    bench.probe_modes(os.path.abspath(__file__), args.caps, "RAY_task_events_max_num_task_in_gcs",
-                      ["cap", "tasks", "gcs_server", "raylet"], args.out)
+    bench.probe_main(__doc__, os.path.abspath(__file__), child, "caps", ["none", "10000", "1000"],
+                     "RAY_task_events_max_num_task_in_gcs", ["cap", "tasks", "gcs_server", "raylet"])
+
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,6 @@ agent, the GCS and the driver after 0, 20, 60 and 120 of them (bench/README.md, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -67,18 +66,12 @@ def child(mode: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--modes", nargs="+", default=["on", "off"], choices=["on", "off"])
-    ap.add_argument("--out", default=None, help="write the rows as JSON here")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        return child(args.child)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import run as bench  # noqa: E402  (bench/curate/run.py: the probes' shared driver)
+    import run as bench  # noqa: E402  (bench/curate/run.py: the probes' shared command line and driver)
 
-    bench.probe_modes(os.path.abspath(__file__), args.modes, ENV,
-                      ["mode", "executions", "stats_actor", "dashboard_agent", "gcs", "driver"], args.out)
+    bench.probe_main(__doc__, os.path.abspath(__file__), child, "modes", ["on", "off"], ENV,
+                     ["mode", "executions", "stats_actor", "dashboard_agent", "gcs", "driver"], choices=["on", "off"])
+
 
 if __name__ == "__main__":
     main()

@@ -658,25 +658,33 @@ def profile_setup(doc: str, name: str, every: float):
     return args, _cfg(data, root, *args.set)
 
 
-def probe_modes(script: str, modes: List[str], env_var: str, columns: List[str], out: Optional[str]) -> List[Dict]:
-    """The shared driver of the Ray-settings probes (gcsprobe.py, metricsprobe.py): runs
-    ``script --child MODE`` once per mode, each a fresh process starting its own Ray (the
-    setting, ``env_var``, is read when Ray starts, so it is cleared from the inherited
-    environment), collects the JSON rows each prints last, prints them as a table of
-    ``columns`` and saves them to ``out``."""
+def probe_main(doc: str, script: str, child: Callable[[str], None], option: str, default: List[str],
+               env_var: str, columns: List[str], choices: Optional[List[str]] = None) -> None:
+    """The shared command line and driver of the Ray-settings probes (gcsprobe.py,
+    metricsprobe.py): ``--OPTION`` names the modes to compare; each runs as ``script --child
+    MODE`` (``child(MODE)``), a fresh process starting its own Ray (the setting, ``env_var``, is
+    read when Ray starts, so it is cleared from the inherited environment) and printing its JSON
+    rows last. The rows are printed as a table of ``columns`` and saved to ``--out``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(f"--{option}", nargs="+", default=default, choices=choices)
+    ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return
     rows: List[Dict] = []
     env = {k: v for k, v in os.environ.items() if k != env_var}
-    for mode in modes:
+    for mode in getattr(args, option):
         printed = subprocess.run([sys.executable, script, "--child", mode], env=env, check=True,
                                  capture_output=True, text=True).stdout
         rows += json.loads(printed.strip().splitlines()[-1])
     print(" ".join(f"{c:>16}" for c in columns))
     for r in rows:
         print(" ".join(f"{r.get(c, '?')!s:>16}" for c in columns))
-    if out:
-        with open(out, "w") as f:
+    if args.out:
+        with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)
-    return rows
 
 
 def ensure_data(n: int, seed: int, data_root: str) -> Dict[str, Any]:
