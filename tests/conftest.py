@@ -32,8 +32,8 @@ def _s3_port() -> int:
     """A free port for moto's server, chosen now (the endpoint goes into the environment before
     any process starts) but taken only when the first S3 test starts it. So it is picked below
     the kernel's ephemeral range and above Ray's worker ports (10002-19999): a port the kernel
-    hands out for ``bind(0)`` (Ray, vLLM and gRPC take dozens in between) was once taken by a
-    vLLM worker first, moto exited, and the S3 test hung on the other process's socket."""
+    hands out for ``bind(0)`` (Ray, vLLM and gRPC take dozens in between) was once taken by one
+    of them first, moto exited, and the S3 test hung on the other process's socket."""
     import random
 
     low, high = 20000, min(_ephemeral_low(), 32768)

@@ -3,7 +3,7 @@
     python bench/curate/drvprobe.py --n 10000000      # TM=1 also traces Python's allocations
 
 Runs ``ingest.run`` alone on a local 2-CPU Ray cluster (set up as the job's own: Arrow pool,
-GCS cap), on the corpus ``run.py`` generates, and prints the driver's PSS after ``ray.init``, its
+GCS cap, metrics off), on the corpus ``run.py`` generates, and prints the driver's PSS after ``ray.init``, its
 peak during ingest, after ingest, and after ``dataops.release_memory()`` (glibc trim + Arrow's
 pool), with where its memory is: glibc's heap in use and free-but-kept (mallinfo2), pymalloc's
 arenas and what live objects use of them, and the resident anonymous mappings by kind. More
@@ -107,12 +107,10 @@ def main() -> None:
 
     import ray
 
-    from humanllm_ray import ingest
+    from humanllm_ray import ingest, runtime
     from humanllm_ray.ingest.dataops import release_memory
 
-    from humanllm_ray import runtime
-
-    runtime.prepare_local_ray(cfg.run)  # as the job's own ray.init does (Arrow pool, GCS cap)
+    runtime.prepare_local_ray(cfg.run)  # as the job's own ray.init does
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     if os.environ.get("TM"):
