@@ -99,10 +99,17 @@ def main() -> None:
         return me.memory_full_info().pss >> 20
 
     seen, stop = [], threading.Event()
+    traced_peak = {"bytes": 0, "snap": None, "pss": 0}
 
     def loop():
         while not stop.is_set():
             seen.append(pss())
+            if tracemalloc.is_tracing():
+                # The live Python objects at their largest during ingest (not only what is still
+                # held after): a snapshot whenever the traced total passes its last high by 4 MB.
+                now = tracemalloc.get_traced_memory()[0]
+                if now > traced_peak["bytes"] + (4 << 20):
+                    traced_peak.update(bytes=now, snap=tracemalloc.take_snapshot(), pss=seen[-1])
             stop.wait(5)
 
     import ray
@@ -123,6 +130,13 @@ def main() -> None:
     print("driver PSS after ingest", pss(), "MB; peak during", max(seen or [0]), "MB", flush=True)
     release_memory()
     print("driver PSS after release_memory", pss(), "MB;", heap_report(), flush=True)
+    if traced_peak["snap"] is not None:
+        print(f"Python allocations at their high during ingest: {traced_peak['bytes'] >> 20} MB "
+              f"(driver PSS then {traced_peak['pss']} MB); largest by line:")
+        for st in traced_peak["snap"].statistics("lineno")[:12]:
+            print(f"  {st.size >> 10} KB in {st.count} blocks: {st.traceback[0]}")
+        for st in traced_peak["snap"].statistics("traceback")[:4]:
+            print(f"{st.size >> 10} KB in {st.count} blocks:", *st.traceback.format()[-8:], sep="\n  ")
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot()
         print("Python allocations since ray.init, still held:", sum(s.size for s in snap.statistics("filename")) >> 20,
