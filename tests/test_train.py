@@ -132,6 +132,23 @@ def test_deepspeed_config_files_fill_auto(tmp_path):
         build_deepspeed_config(cfg.train, world_size=1, hidden_size=64)
 
 
+def test_training_never_builds_deepspeeds_inference_comm_op(tmp_path, monkeypatch):
+    """DeepSpeed's CPU backend would g++-build its shared-memory comm op (used only by
+    inference_all_reduce) at every training start that misses its build cache, 30-45 s each;
+    build_engine marks it incompatible first, and DeepSpeed's own hook then builds nothing."""
+    import deepspeed.ops
+    from deepspeed.comm.torch import build_shm_op
+
+    from humanllm_ray.train.loop import skip_inference_comm_op
+
+    ops = deepspeed.ops.__compatible_ops__
+    monkeypatch.setitem(ops, "deepspeed_shm_comm", ops["deepspeed_shm_comm"])  # restored after
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # an empty cache: a build would land here
+    skip_inference_comm_op()
+    assert build_shm_op() is None
+    assert not any(tmp_path.iterdir())
+
+
 def test_tokenize_masks_all_but_the_assistant_turn(tiny_model_dir):
     from humanllm_ray.model import load_tokenizer
     from humanllm_ray.train.data import IGNORE_INDEX, tokenize_chat

@@ -114,6 +114,24 @@ def _micro_batches(shard, spec: LoopSpec, start_micro: int, pad_token_id: int) -
         epoch, skip = epoch + 1, 0
 
 
+def skip_inference_comm_op() -> None:
+    """Keep DeepSpeed from building its shared-memory comm op in this process.
+
+    That op serves only ``inference_all_reduce`` (DeepSpeed-Inference's tensor parallelism on
+    CPU); training's collectives go through torch.distributed (gloo here, NCCL on GPUs), with or
+    without it. Yet DeepSpeed's CPU backend JIT-compiles it with g++ whenever it wraps the
+    process group and finds no build of its own in ~/.cache/torch_extensions: 30-45 s of every
+    training start on 2 CPUs where the cache misses (a fresh machine, another venv, or a job run
+    from another context, each of which rebuilds it; measured: an 8-step train stage took 91 s
+    with the build and 44 s without). DeepSpeed builds it only for ops it lists as compatible
+    (``deepspeed.comm.torch.build_shm_op``), so this lists it as not. Harmless on GPUs, where
+    the CUDA backend never builds it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def build_engine(cfg: HumanLLMConfig, model_dir: str, *, world_size: int, total_steps: int):
     """(DeepSpeed engine, effective DeepSpeed config) for ``model_dir``, as every run builds it.
 
@@ -141,6 +159,7 @@ def build_engine(cfg: HumanLLMConfig, model_dir: str, *, world_size: int, total_
         if has_own_optimizer(ds_config)
         else torch.optim.AdamW(trainable, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
     )
+    skip_inference_comm_op()
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
