@@ -127,10 +127,11 @@ def test_ray_job_submit_runs_the_pipeline_on_s3(tmp_path, s3_bucket):
              "--runtime-env-json", json.dumps({"excludes": [".venv", ".venv-vllm", "runs", "bench/out", ".git"]}),
              "--", "python", "jobs/pipeline.py", f"run.root={root}", f"publish.uri={models}",
              f"s3.endpoint_url={os.environ['AWS_ENDPOINT_URL']}",
-             # 8 steps: what this test checks is the job's way through the cluster and S3, not
-             # the training (test_e2e and test_train check that); each step is ~1.5 s on 2 CPUs.
-             "synth.products=[persona,social_qa]", "synth.max_posts_per_user=1", "train.epochs=1",
-             "train.max_steps=8", "run.progress=false"],
+             # 8 users' synthesis and 8 steps: what this test checks is the job's way through the
+             # cluster and S3, not how much it synthesizes or trains (test_e2e, test_synth and
+             # test_train check those); each step is ~1.5 s on 2 CPUs, each user ~1 s of synthesis + QC.
+             "synth.products=[persona,social_qa]", "synth.max_users=8", "synth.max_posts_per_user=1",
+             "train.epochs=1", "train.max_steps=8", "run.progress=false"],
             env=env, capture_output=True, text=True, timeout=2700, cwd=REPO_ROOT,
         )
         out = submit.stdout + submit.stderr

@@ -22,11 +22,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 STAGE_DIRS = ["ingested", "curated", "synth", "qc", "tasks", "train", "merged", "publish", "eval"]
 
 # The embedded default, shrunk where it only buys speed: fewer synthesis items (two of the
-# six products: the others are tested in test_synth.py) and 24 steps of one epoch's 41 (still
-# past the step-20 checkpoint; loss falls from ~8.4 to ~7.3 by then; the training paths are
-# tested in test_train.py).
-FAST = ["synth.products=[persona,social_qa]", "synth.max_posts_per_user=1", "train.epochs=1", "train.max_steps=24",
-        "run.progress=false"]
+# six products, for 12 of the ~36 users: the others are tested in test_synth.py) and 24 steps
+# of one epoch's 41 (still past the step-20 checkpoint; loss falls from ~8.4 to ~7.3 by then;
+# the training paths are tested in test_train.py).
+FAST = ["synth.products=[persona,social_qa]", "synth.max_users=12", "synth.max_posts_per_user=1", "train.epochs=1",
+        "train.max_steps=24", "run.progress=false"]
 
 
 def humanllm(*args, env=None, timeout=1800):
