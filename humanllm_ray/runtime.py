@@ -71,6 +71,19 @@ def prepare_local_ray(run) -> None:
     set_local_ray_env(run)
 
 
+# Ray Train's placement-group cleaner (a detached actor beside each training run) asks the
+# State API every second whether the run's controller is alive; a local Ray started without its
+# dashboard serves no State API, so without this it logs a warning a second for the whole of
+# training. It has nothing to guard there: a local Ray's placement groups end with its driver.
+_TRAIN_PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_train_pg_cleaner() -> None:
+    """``worker_process_setup_hook`` of a local Ray started by :func:`init_ray` (runs in each of
+    its worker processes): the cleaner's State-API warnings off, its errors still shown."""
+    logging.getLogger(_TRAIN_PG_CLEANER_LOGGER).setLevel(logging.ERROR)
+
+
 def init_ray(cfg: HumanLLMConfig) -> None:
     """Join the cluster named by run.ray_address, or start a local one."""
     import ray
@@ -83,18 +96,15 @@ def init_ray(cfg: HumanLLMConfig) -> None:
     use_arrow_memory_pool(cfg.run.arrow_memory_pool)
     env_vars = {k: v for k, v in os.environ.items()
                 if k.startswith(("AWS_", "HUMANLLM_", "DS_ACCELERATOR", "HF_", ARROW_POOL_ENV))}
-    kwargs = dict(
-        ignore_reinit_error=True,
-        log_to_driver=True,
-        include_dashboard=False,
-        runtime_env={"env_vars": env_vars} if env_vars else None,
-    )
+    runtime_env = {"env_vars": env_vars} if env_vars else {}
+    kwargs = dict(ignore_reinit_error=True, log_to_driver=True)
     address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        kwargs.pop("include_dashboard")
-        ray.init(address=address, **kwargs)
+        ray.init(address=address, runtime_env=runtime_env or None, **kwargs)
     else:
         set_local_ray_env(cfg.run)
+        kwargs.update(include_dashboard=False,
+                      runtime_env={**runtime_env, "worker_process_setup_hook": f"{__name__}.quiet_train_pg_cleaner"})
         if cfg.run.object_store_memory_mb:
             kwargs["object_store_memory"] = int(cfg.run.object_store_memory_mb) * 2**20
         ray.init(num_cpus=cfg.run.num_cpus, **kwargs)

@@ -155,6 +155,30 @@ def test_run_ray_metrics_reaches_the_local_ray(tmp_path, override, want):
     assert _local_ray_env(tmp_path, "RAY_enable_metrics_collection", override) == [want]
 
 
+_HOOK_PROBE = """
+import logging
+import ray
+from humanllm_ray import runtime
+from humanllm_ray.config import load_config
+
+runtime.init_ray(load_config(overrides=["run.num_cpus=1"]))
+level = ray.get(ray.remote(lambda: logging.getLogger(runtime._TRAIN_PG_CLEANER_LOGGER).level).remote())
+print("LEVEL", level)
+ray.shutdown()
+"""
+
+
+def test_local_ray_workers_keep_the_train_pg_cleaners_warnings_quiet(tmp_path):
+    """A local Ray serves no State API (no dashboard), so Ray Train's placement-group cleaner
+    would warn every second of training; init_ray's worker setup hook raises that logger to
+    ERROR in each worker it starts (checked in one)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", _HOOK_PROBE], capture_output=True, text=True, timeout=300,
+                          cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LEVEL 40" in proc.stdout, proc.stdout[-2000:]
+
+
 def test_run_ray_task_events_max_rejects_a_non_positive_cap():
     with pytest.raises(ConfigError, match="run.ray_task_events_max"):
         load_config(overrides=["run.ray_task_events_max=0"])

@@ -93,6 +93,8 @@ def test_run_embedded_default_end_to_end(tmp_path):
     ev = storage.read_json(storage.join(root, "eval", "report.json"))
     assert {"base", "merged"} <= set(ev["models"])
     assert "published model" in proc.stdout
+    # Ray Train's placement-group cleaner stays quiet on a local Ray (runtime.quiet_train_pg_cleaner).
+    assert "State API may be temporarily unavailable" not in proc.stderr
 
     # A rerun with the same config is a no-op and publishes nothing new.
     versions = published_versions(storage.join(root, "published"), "humanllm-tiny")
