@@ -9,7 +9,9 @@ pool), with where its memory is: glibc's heap in use and free-but-kept (mallinfo
 arenas and what live objects use of them, and the resident anonymous mappings by kind. More
 arenas or free-kept memory for the same bytes in use is fragmentation, not held objects. With ``TM=1`` tracemalloc runs from
 after ``ray.init``: its total is what Python itself allocated during ingest, so the rest of the
-growth is native memory (bench/README.md, curate Round 12).
+growth is native memory (bench/README.md, curate Round 12). With ``MEMRAY=FILE`` (memray
+installed) memray tracks the driver's native allocations, Ray's C++ included, over ingest and
+prints the largest call sites held at the driver's high-water mark.
 """
 
 from __future__ import annotations
@@ -87,6 +89,26 @@ def heap_report() -> str:
     return "; ".join(out)
 
 
+def memray_report(path: str, top: int = 12) -> None:
+    """The call sites holding the most at the driver's high-water mark (memray's records there),
+    each with the innermost frames of its mixed native + Python stack; heap allocations
+    (malloc and kin) apart from mmap regions, whose size is address space, not resident pages."""
+    import memray
+
+    reader = memray.FileReader(path)
+    rows = list(reader.get_high_watermark_allocation_records(merge_threads=True))
+    kinds = {"heap": [r for r in rows if memray.AllocatorType(r.allocator).name != "MMAP"],
+             "mmap": [r for r in rows if memray.AllocatorType(r.allocator).name == "MMAP"]}
+    print(f"memray at the driver's high-water mark: heap {sum(r.size for r in kinds['heap']) >> 20} MB, "
+          f"mmap regions {sum(r.size for r in kinds['mmap']) >> 20} MB")
+    for kind, recs in kinds.items():
+        print(f"largest {kind} call sites:")
+        for r in sorted(recs, key=lambda r: -r.size)[:top]:
+            frames = [f"{fn} ({os.path.basename(file)}:{line})" for fn, file, line in r.hybrid_stack_trace(max_stacks=24)]
+            print(f"  {r.size >> 10} KB in {r.n_allocations} allocations "
+                  f"({memray.AllocatorType(r.allocator).name}):", *frames[:24], sep="\n      ")
+
+
 def main() -> None:
     sys.path.insert(0, HERE)
     import psutil
@@ -124,10 +146,26 @@ def main() -> None:
         tracemalloc.start(12)
     print("driver PSS after ray.init", pss(), "MB;", heap_report(), flush=True)
     threading.Thread(target=loop, daemon=True).start()
-    ingest.run(cfg)
+    if os.environ.get("MEMRAY"):
+        import memray
+
+        # Aggregated: the high-water mark and what was live then, without a record per call.
+        with memray.Tracker(os.environ["MEMRAY"], native_traces=True,
+                            file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS):
+            ingest.run(cfg)
+    else:
+        ingest.run(cfg)
     stop.set()
     gc.collect()
     print("driver PSS after ingest", pss(), "MB; peak during", max(seen or [0]), "MB", flush=True)
+    import pyarrow as pa
+
+    # Arrow's C++ paths that take no pool (Acero: group_by, joins) use Arrow's process default,
+    # fixed at first use from ARROW_DEFAULT_MEMORY_POOL, whatever pa.set_memory_pool said later.
+    print("Arrow pools in the driver (MB, high / now):", ", ".join(
+        f"{name} {pool.max_memory() >> 20} / {pool.bytes_allocated() >> 20}"
+        for name, pool in (("system", pa.system_memory_pool()), ("mimalloc", pa.mimalloc_memory_pool()))),
+        flush=True)
     release_memory()
     print("driver PSS after release_memory", pss(), "MB;", heap_report(), flush=True)
     if traced_peak["snap"] is not None:
@@ -143,6 +181,8 @@ def main() -> None:
               "MB")
         for st in snap.statistics("traceback")[:5]:
             print(f"{st.size >> 10} KB in {st.count} blocks:", *st.traceback.format()[-4:], sep="\n  ")
+    if os.environ.get("MEMRAY"):
+        memray_report(os.environ["MEMRAY"])
     print("objects by type:", collections.Counter(type(o).__name__ for o in gc.get_objects()).most_common(8))
     ray.shutdown()
 
