@@ -17,6 +17,7 @@ prints the largest call sites held at the driver's high-water mark.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import gc
 import os
@@ -95,18 +96,23 @@ def memray_report(path: str, top: int = 12) -> None:
     (malloc and kin) apart from mmap regions, whose size is address space, not resident pages."""
     import memray
 
-    reader = memray.FileReader(path)
-    rows = list(reader.get_high_watermark_allocation_records(merge_threads=True))
-    kinds = {"heap": [r for r in rows if memray.AllocatorType(r.allocator).name != "MMAP"],
-             "mmap": [r for r in rows if memray.AllocatorType(r.allocator).name == "MMAP"]}
-    print(f"memray at the driver's high-water mark: heap {sum(r.size for r in kinds['heap']) >> 20} MB, "
-          f"mmap regions {sum(r.size for r in kinds['mmap']) >> 20} MB")
+    kinds: dict = {"heap": [], "mmap": []}
+    for r in memray.FileReader(path).get_high_watermark_allocation_records(merge_threads=True):
+        allocator = memray.AllocatorType(r.allocator).name
+        kinds["mmap" if allocator == "MMAP" else "heap"].append((r, allocator))
+    print(f"memray at the driver's high-water mark: heap {sum(r.size for r, _ in kinds['heap']) >> 20} MB, "
+          f"mmap regions {sum(r.size for r, _ in kinds['mmap']) >> 20} MB")
     for kind, recs in kinds.items():
         print(f"largest {kind} call sites:")
-        for r in sorted(recs, key=lambda r: -r.size)[:top]:
+        for r, allocator in sorted(recs, key=lambda ra: -ra[0].size)[:top]:
             frames = [f"{fn} ({os.path.basename(file)}:{line})" for fn, file, line in r.hybrid_stack_trace(max_stacks=24)]
-            print(f"  {r.size >> 10} KB in {r.n_allocations} allocations "
-                  f"({memray.AllocatorType(r.allocator).name}):", *frames[:24], sep="\n      ")
+            print(f"  {r.size >> 10} KB in {r.n_allocations} allocations ({allocator}):", *frames, sep="\n      ")
+
+
+def print_top_tracebacks(snap, n: int, frames: int) -> None:
+    """tracemalloc's ``n`` largest allocation tracebacks in ``snap``, innermost ``frames`` each."""
+    for st in snap.statistics("traceback")[:n]:
+        print(f"{st.size >> 10} KB in {st.count} blocks:", *st.traceback.format()[-frames:], sep="\n  ")
 
 
 def main() -> None:
@@ -146,14 +152,14 @@ def main() -> None:
         tracemalloc.start(12)
     print("driver PSS after ray.init", pss(), "MB;", heap_report(), flush=True)
     threading.Thread(target=loop, daemon=True).start()
+    tracker = contextlib.nullcontext()
     if os.environ.get("MEMRAY"):
         import memray
 
         # Aggregated: the high-water mark and what was live then, without a record per call.
-        with memray.Tracker(os.environ["MEMRAY"], native_traces=True,
-                            file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS):
-            ingest.run(cfg)
-    else:
+        tracker = memray.Tracker(os.environ["MEMRAY"], native_traces=True,
+                                 file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS)
+    with tracker:
         ingest.run(cfg)
     stop.set()
     gc.collect()
@@ -173,14 +179,12 @@ def main() -> None:
               f"(driver PSS then {traced_peak['pss']} MB); largest by line:")
         for st in traced_peak["snap"].statistics("lineno")[:12]:
             print(f"  {st.size >> 10} KB in {st.count} blocks: {st.traceback[0]}")
-        for st in traced_peak["snap"].statistics("traceback")[:4]:
-            print(f"{st.size >> 10} KB in {st.count} blocks:", *st.traceback.format()[-8:], sep="\n  ")
+        print_top_tracebacks(traced_peak["snap"], 4, 8)
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot()
         print("Python allocations since ray.init, still held:", sum(s.size for s in snap.statistics("filename")) >> 20,
               "MB")
-        for st in snap.statistics("traceback")[:5]:
-            print(f"{st.size >> 10} KB in {st.count} blocks:", *st.traceback.format()[-4:], sep="\n  ")
+        print_top_tracebacks(snap, 5, 4)
     if os.environ.get("MEMRAY"):
         memray_report(os.environ["MEMRAY"])
     print("objects by type:", collections.Counter(type(o).__name__ for o in gc.get_objects()).most_common(8))
