@@ -1,6 +1,7 @@
 """bench/curate/drvprobe.py: what the driver keeps after ingest.
 
     python bench/curate/drvprobe.py --n 10000000      # TM=1 also traces Python's allocations
+    REPORT_EVERY=20 python bench/curate/drvprobe.py --n 10000000   # the heap's split every 20 s
 
 Runs ``ingest.run`` alone on a local 2-CPU Ray cluster (set up as the job's own: Arrow pool,
 GCS cap, metrics off), on the corpus ``run.py`` generates, and prints the driver's PSS after ``ray.init``, its
@@ -23,6 +24,7 @@ import gc
 import os
 import sys
 import threading
+import time
 import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,9 +131,17 @@ def main() -> None:
     seen, stop = [], threading.Event()
     traced_peak = {"bytes": 0, "snap": None, "pss": 0}
 
+    report_every = float(os.environ.get("REPORT_EVERY") or 0)
+    started = time.monotonic()
+    last_report = [started]
+
     def loop():
         while not stop.is_set():
             seen.append(pss())
+            if report_every and time.monotonic() - last_report[0] >= report_every:
+                # when the driver grows, not only how much: glibc's arenas, pymalloc's, or outside malloc
+                last_report[0] = time.monotonic()
+                print(f"  t={last_report[0] - started:6.0f} s PSS {seen[-1]} MB; {heap_report()}", flush=True)
             if tracemalloc.is_tracing():
                 # The live Python objects at their largest during ingest (not only what is still
                 # held after): a snapshot whenever the traced total passes its last high by 4 MB.
