@@ -583,6 +583,38 @@ def test_map_files_carry_their_index_and_a_task_builds_the_shuffle_index(tmp_pat
     assert dataops._RunWriter(4, "k").write(str(tmp_path / "none"), index_in_file=True).num_rows == 0
 
 
+def test_the_shuffle_index_task_waits_for_a_cpu_rather_than_start_a_worker_beside_busy_ones(tmp_path, ray_local):
+    """While tasks hold every CPU, ``gather_shuffle_index``'s task waits for one of them to end:
+    it takes a CPU, so it runs in a worker the node already has. With ``num_cpus=0`` it ran at
+    once in a worker process started beside the busy ones (~105 MB while it ran), and that
+    was ingest's peak at 1M and 10M records (bench/README.md, curate Round 18)."""
+    import time
+
+    import ray
+
+    from humanllm_ray.ingest import dataops
+
+    w = dataops._RunWriter(3, "k", run_bytes=2000)
+    w.add(pa.table({"k": ["a", "b", "c", "d"], "v": [1, 2, 3, 4]}))
+    mapped = ray.data.from_arrow(w.write(str(tmp_path), index_in_file=True))  # in the store: no task to run
+
+    @ray.remote(num_cpus=1)
+    def hold(seconds: float) -> float:
+        time.sleep(seconds)
+        return time.time()
+
+    holders = [hold.remote(6.0) for _ in range(int(ray.cluster_resources()["CPU"]))]
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) > 0:  # every CPU held before the index is asked for
+        assert time.monotonic() < deadline, "the holding tasks never started"
+        time.sleep(0.1)
+    shared, los, _his, n_rows, n_files = dataops.gather_shuffle_index(mapped)
+    built_at = time.time()
+    ended = ray.get(holders)
+    assert (n_rows, n_files, len(los)) == (4, 1, len(set(ray.get(shared)["index"].column("part").to_pylist())))
+    assert built_at >= min(ended), "the index task ran while every CPU was held: in a worker started beside them"
+
+
 def test_shuffle_index_flattens_map_rows_by_partition():
     """The map tasks' one-row indexes (lists of pieces) become one flat table sorted by
     partition, each piece naming its map file by position, each partition one contiguous range."""

@@ -513,9 +513,15 @@ def gather_shuffle_index(mapped):
     bench/README.md curate Round 15). Replayed at the 10M links join's shape (740 map files x
     1,024 partitions, ``bench/curate/shuffleindex.py``): the driver's peak over the step +82-88 ->
     +15-17 MB, what it keeps after it +35-39 -> +9-10. (Building it in a task from the returned rows, passed as arguments, was worse:
-    +100, the rows crossing the driver twice.) The task runs on the driver's node
-    (``num_cpus=0``: the map side is done, and a head node may have no CPUs), where ``ray.put``
-    used to leave the index, so a lost worker node cannot take it with it."""
+    +100, the rows crossing the driver twice.) The task prefers the driver's node, where
+    ``ray.put`` used to leave the index; a head node with no CPUs sends it elsewhere (``soft``),
+    and a lost node's index is rebuilt from the task's lineage like any task's output.
+
+    It takes a CPU like any task, and waits for one. With ``num_cpus=0`` (until Round 18) it ran
+    at once, and while another shuffle's tasks held both CPUs (ingest shuffles its platforms
+    concurrently) the raylet started a third worker process for it, ~105 MB for the few
+    seconds it ran: that was the whole ingest's peak at 1M and at 10M records (bench/README.md,
+    curate Round 18). With a CPU it runs in one of the workers the node already has."""
     import ray
 
     parts = [t for t in mapped.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
@@ -528,8 +534,8 @@ def gather_shuffle_index(mapped):
 
     global _INDEX_TASK
     if _INDEX_TASK is None:
-        _INDEX_TASK = ray.remote(num_cpus=0, num_returns=2)(_index_task)
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        _INDEX_TASK = ray.remote(num_cpus=1, num_returns=2)(_index_task)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     shared, meta = _INDEX_TASK.options(scheduling_strategy=here).remote(pointers)
     los, his, n_rows, n_files = ray.get(meta)
     return shared, los, his, n_rows, n_files
