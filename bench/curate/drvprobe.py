@@ -2,6 +2,7 @@
 
     python bench/curate/drvprobe.py --n 10000000      # TM=1 also traces Python's allocations
     REPORT_EVERY=20 python bench/curate/drvprobe.py --n 10000000   # the heap's split every 20 s
+                                                      # (with TM=1, the lines that grew since)
 
 Runs ``ingest.run`` alone on a local 2-CPU Ray cluster (set up as the job's own: Arrow pool,
 GCS cap, metrics off), on the corpus ``run.py`` generates, and prints the driver's PSS after ``ray.init``, its
@@ -134,6 +135,7 @@ def main() -> None:
     report_every = float(os.environ.get("REPORT_EVERY") or 0)
     started = time.monotonic()
     last_report = [started]
+    last_snap = [None]
 
     def loop():
         while not stop.is_set():
@@ -142,6 +144,12 @@ def main() -> None:
                 # when the driver grows, not only how much: glibc's arenas, pymalloc's, or outside malloc
                 last_report[0] = time.monotonic()
                 print(f"  t={last_report[0] - started:6.0f} s PSS {seen[-1]} MB; {heap_report()}", flush=True)
+                if tracemalloc.is_tracing():  # and which Python lines the growth since the last report is
+                    snap = tracemalloc.take_snapshot()
+                    if last_snap[0] is not None:
+                        for st in snap.compare_to(last_snap[0], "lineno")[:4]:
+                            print(f"      {st.size_diff >> 10:+6d} KB {st.count_diff:+7d} blocks: {st.traceback[0]}")
+                    last_snap[0] = snap
             if tracemalloc.is_tracing():
                 # The live Python objects at their largest during ingest (not only what is still
                 # held after): a snapshot whenever the traced total passes its last high by 4 MB.
