@@ -419,8 +419,11 @@ def test_raw_writer_splits_by_platform_and_status_and_counts(tmp_path):
     for i in range(block.num_rows):
         sink.add(block.slice(i, 1))
         assert all(sum(t.num_rows for t in g) < 2 for g in sink.buffers.values())
-    assert tally(sink.close().to_pylist(), ["platform", "_status", "_has_key"]) == tally(counts.to_pylist(), [
+    streamed_counts = sink.close()
+    assert tally(streamed_counts.to_pylist(), ["platform", "_status", "_has_key"]) == tally(counts.to_pylist(), [
         "platform", "_status", "_has_key"])
+    # a row per key, not per chunk added: a task that reads 900 files returns a handful of rows
+    assert streamed_counts.num_rows == 6 and streamed_counts.schema.equals(ingest.RAW_COUNT_SCHEMA)
     for plat in ("reddit", "amazon"):
         for main in (True, False):
             a = read_table(ingest.raw_folder(raw, plat, main)).sort_by("record_id")
@@ -613,6 +616,33 @@ def test_the_shuffle_index_task_waits_for_a_cpu_rather_than_start_a_worker_besid
     ended = ray.get(holders)
     assert (n_rows, n_files, len(los)) == (4, 1, len(set(ray.get(shared)["index"].column("part").to_pylist())))
     assert built_at >= min(ended), "the index task ran while every CPU was held: in a worker started beside them"
+
+
+def test_tally_dataset_sums_count_blocks_like_tally_of_their_rows(ray_local):
+    """``tally_dataset`` (a block at a time, in Arrow) gives what ``tally`` gives over every row
+    the tasks returned, null keys and empty blocks included, and ``sum_counts`` folds a task's
+    chunk counts into a row per key without changing the totals."""
+    import numpy as np
+    import ray
+
+    from humanllm_ray.ingest import dataops
+
+    rng = np.random.default_rng(3)
+    schema = pa.schema([("platform", pa.string()), ("_status", pa.string()), ("n", pa.int64())])
+    blocks = []
+    for b in range(12):
+        k = int(rng.integers(0, 30)) if b % 4 else 0  # every 4th block empty
+        blocks.append(pa.table({"platform": [["reddit", "amazon", None][int(x)] for x in rng.integers(0, 3, k)],
+                                "_status": [["ok", "quarantine"][int(x)] for x in rng.integers(0, 2, k)],
+                                "n": rng.integers(0, 1000, k).astype(np.int64)}, schema=schema))
+    want = dataops.tally([r for b in blocks for r in b.to_pylist()], ["platform", "_status"])
+    ds = ray.data.from_arrow(blocks)
+    assert dataops.tally_dataset(ds, ["platform", "_status"]) == want
+    assert len(want) == 6 and (None, "ok") in want
+    summed = dataops.sum_counts(blocks, ["platform", "_status"], schema)
+    assert summed.schema.equals(schema) and summed.num_rows == len(want)
+    assert dataops.tally(summed.to_pylist(), ["platform", "_status"]) == want
+    assert dataops.sum_counts([], ["platform", "_status"], schema).num_rows == 0
 
 
 def test_shuffle_index_flattens_map_rows_by_partition():

@@ -31,7 +31,7 @@ from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
                               content_name, count_by, file_list_dataset, iter_parquet_slices, parquet_file_list,
                               partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
-                              retire_idle_workers, stage_data_context, tally, write_part)
+                              retire_idle_workers, stage_data_context, tally_dataset, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -365,19 +365,17 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # worker is replaced after curate.worker_max_files files, so its retained heap is bounded by
     # that many files, not by the corpus's size (config.py says what was measured).
     signatures_uri = storage.join(scratch, "dedup", "signatures")
-    pass_rows = file_list_dataset(files).map_batches(
+    by_worker = tally_dataset(file_list_dataset(files).map_batches(
         _record_pass_writer(ccfg, fs, records_uri, signatures_uri, hold), batch_size=1,
-        batch_format="pyarrow", max_calls=ccfg.worker_max_files or None).take_all()
-    pass_counts = tally(pass_rows, ["platform", "_reason", "_node"])
-    n_workers = len({r["_worker"] for r in pass_rows})
-    del pass_rows
+        batch_format="pyarrow", max_calls=ccfg.worker_max_files or None), ["platform", "_reason", "_node", "_worker"])
+    n_workers = len({w for (_p, _r, _node, w) in by_worker})
     in_counts: Dict[str, int] = {}
     nodes: Dict[str, int] = {}  # records processed by the record pass per Ray node (the spread)
-    for (p, _r, node), n in pass_counts.items():
+    for (p, _r, node, _w), n in by_worker.items():
         in_counts[p] = in_counts.get(p, 0) + n
         nodes[node] = nodes.get(node, 0) + n
     n_in = sum(in_counts.values())
-    n_pass = sum(n for (_p, r, _node), n in pass_counts.items() if r == "")
+    n_pass = sum(n for (_p, r, _node, _w), n in by_worker.items() if r == "")
     log.info("curate: record pass: %d records, %d passed the record rules, %d files on %d worker processes "
              "(%.1f s)", n_in, n_pass, len(files), n_workers, time.monotonic() - t0)
 

@@ -40,7 +40,8 @@ from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
                       iter_parquet_slices, parquet_file_list, partitions_for, path_stem, per_file_udf,
-                      read_parquet_files, release_memory, spill, stage_data_context, tally, write_part)
+                      read_parquet_files, release_memory, spill, stage_data_context, sum_counts, tally_dataset,
+                      write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -290,9 +291,8 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     bins = ray.data.from_items(items, override_num_blocks=len(items))  # each bin a block in the object store
     n_read_tasks = len(items)
     del items  # the bins' file names are in those blocks now; not held in the driver through ingest
-    pre = tally(
-        bins.map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow")
-        .take_all(),
+    pre = tally_dataset(
+        bins.map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow"),
         ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
 
@@ -357,8 +357,8 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     # then one filtered read of every row per output; ~40 s of 85 at 1M records).
     storage.makedirs(sd.data_uri)  # present even when every row was quarantined
     writer = _final_writer(sd.data_uri, sd.quarantine_uri, sd.path("aux"), final_fs)
-    counts = tally(file_list_dataset(final_files).map_batches(writer, batch_size=1, batch_format="pyarrow").take_all()
-                   if final_files else [], ["platform", "_status", "_reason"])
+    counts = tally_dataset(file_list_dataset(final_files).map_batches(writer, batch_size=1, batch_format="pyarrow"),
+                           ["platform", "_status", "_reason"]) if final_files else {}
     log.info("ingest: final rows written (%.1f s)", time.monotonic() - t0)
     n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")
     n_aux = sum(n for (_p, s, _r), n in counts.items() if s == "aux")
@@ -457,11 +457,12 @@ class _RawSink:
         release_memory()
 
     def close(self) -> pa.Table:
-        """Writes what is buffered; returns the counts of every row added."""
+        """Writes what is buffered; returns the counts of every row added, a row per key (not
+        per chunk: a task that read 900 blog files returned ~2,000 rows)."""
         for key in sorted(self.buffers):
             self._write(key)
         counts, self.counts = self.counts, []
-        return pa.concat_tables(counts) if counts else RAW_COUNT_SCHEMA.empty_table()
+        return sum_counts(counts, ["platform", "_status", "_has_key"], RAW_COUNT_SCHEMA)
 
 
 AUX_COLUMNS = ["platform", "record_id", "_key", "_payload", "source_file", "source_line"]
