@@ -44,6 +44,12 @@ class RunConfig:
     # reservation held it to half the CPUs (dataops.stage_data_context; bench/README.md curate
     # Round 6). Turn it on for pipelines of several heavy operators sharing a small store.
     ray_data_op_reservation: bool = False
+    # Tasks each task-pool operator of ingest and curate may have submitted and not finished, per
+    # cluster CPU (dataops.TasksPerCPU; 0: Ray Data's default). Without it, with the reservation
+    # off, Ray Data submitted all of an operator's tasks at once (one per file or partition), and
+    # the driver held ~50 KB for each queued task: it grew with the corpus (bench/README.md
+    # curate Round 18).
+    ray_data_tasks_per_cpu: int = 4
     # Arrow's memory pool in the driver and in every Ray worker (ARROW_DEFAULT_MEMORY_POOL, passed
     # to the workers through the runtime env): "system" (glibc malloc), "mimalloc" (pyarrow's
     # default), "jemalloc", or null to leave Arrow's default and the environment alone. System:

@@ -645,6 +645,37 @@ def test_tally_dataset_sums_count_blocks_like_tally_of_their_rows(ray_local):
     assert dataops.sum_counts([], ["platform", "_status"], schema).num_rows == 0
 
 
+def test_stage_data_context_holds_each_operator_to_its_tasks_per_cpu(ray_local):
+    """Under ``stage_data_context(tasks_per_cpu=1)`` an operator has at most 1 x the cluster's
+    CPUs tasks submitted and not finished; without it Ray Data submits them all at once (with
+    the reservation off, as the stages run). Seen with tasks that need no CPU, which run as
+    soon as they are submitted: their overlap is what was in flight."""
+    import time
+
+    import ray
+
+    from humanllm_ray.ingest import dataops
+
+    def spans(tasks_per_cpu: int):
+        def udf(batch: pa.Table) -> pa.Table:
+            t0 = time.time()
+            time.sleep(1.0)
+            return pa.table({"start": [t0], "end": [time.time()]})
+
+        with dataops.stage_data_context(False, tasks_per_cpu):
+            rows = ray.data.from_items([{"i": i} for i in range(6)], override_num_blocks=6).map_batches(
+                udf, batch_size=1, batch_format="pyarrow", num_cpus=0).take_all()
+        assert len(rows) == 6
+        return max(sum(1 for r in rows if r["start"] <= t < r["end"]) for t in (r["start"] for r in rows))
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert spans(1) <= cpus
+    assert spans(0) > cpus  # the same map without the cap: what the cap is for
+    # the context restores Ray Data's own policies
+    from ray.data._internal.execution.backpressure_policy import ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY
+    assert ray.data.DataContext.get_current().get_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, None) is None
+
+
 def test_shuffle_index_flattens_map_rows_by_partition():
     """The map tasks' one-row indexes (lists of pieces) become one flat table sorted by
     partition, each piece naming its map file by position, each partition one contiguous range."""

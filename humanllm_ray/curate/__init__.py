@@ -329,7 +329,7 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
     fingerprint = {"version": CURATE_VERSION, "curate": to_dict(cfg)["curate"]}
 
     def body(sd: stage.StageDir) -> stage.StageResult:
-        with stage_data_context(cfg.run.ray_data_op_reservation):
+        with stage_data_context(cfg.run.ray_data_op_reservation, cfg.run.ray_data_tasks_per_cpu):
             return _curate(cfg, in_uri, sd)
 
     return stage.run_stage("curate", out_uri, body, fingerprint=fingerprint, inputs=[in_uri])

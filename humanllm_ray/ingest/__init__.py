@@ -250,7 +250,7 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
 
     def body(sd: stage.StageDir) -> stage.StageResult:
         runtime.init_ray(cfg)
-        with stage_data_context(cfg.run.ray_data_op_reservation):
+        with stage_data_context(cfg.run.ray_data_op_reservation, cfg.run.ray_data_tasks_per_cpu):
             return _ingest(cfg, input_table, sd)
 
     return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])

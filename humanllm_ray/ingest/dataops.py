@@ -16,12 +16,13 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 import pyarrow as pa
+from ray.data._internal.execution.backpressure_policy import BackpressurePolicy
 
 log = logging.getLogger("humanllm")
 
 
 @contextlib.contextmanager
-def stage_data_context(op_reservation: bool = False):
+def stage_data_context(op_reservation: bool = False, tasks_per_cpu: int = 0):
     """The Ray Data settings a stage's executions run under (restored afterwards).
 
     * The sort-based pull shuffle for any groupby (bench/curate's one-process stand-in and
@@ -33,18 +34,57 @@ def stage_data_context(op_reservation: bool = False):
       60 map tasks of 100 ms ran one at a time (7.9 s; 3.5 s without it), and curate's
       dedup + timelines at 1M records took 113 s at ~1.2 cores after the MinHash pass instead
       of 97 s (bench/README.md, curate Round 6). The object store stays bounded by Ray Data's
-      own budget and by the stages streaming to files."""
+      own budget and by the stages streaming to files.
+    * With ``tasks_per_cpu`` (``run.ray_data_tasks_per_cpu``), each task-pool operator holds at
+      most that many tasks per cluster CPU submitted and not finished (:class:`TasksPerCPU`)."""
     import ray
+    from ray.data._internal.execution.backpressure_policy import (ENABLED_BACKPRESSURE_POLICIES,
+                                                                   ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY)
     from ray.data.context import ShuffleStrategy
 
     ctx = ray.data.DataContext.get_current()
     old = ctx.shuffle_strategy, ctx.op_resource_reservation_enabled
+    old_policies = ctx.get_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, None)
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ctx.op_resource_reservation_enabled = bool(op_reservation)
+    if tasks_per_cpu > 0:
+        TasksPerCPU.per_cpu = int(tasks_per_cpu)
+        ctx.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [*ENABLED_BACKPRESSURE_POLICIES, TasksPerCPU])
     try:
         yield
     finally:
         ctx.shuffle_strategy, ctx.op_resource_reservation_enabled = old
+        if old_policies is None:
+            ctx.remove_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY)
+        else:
+            ctx.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, old_policies)
+
+
+class TasksPerCPU(BackpressurePolicy):
+    """A Ray Data backpressure policy: a task-pool operator submits a task only while it has
+    fewer than ``per_cpu`` x the cluster's CPUs submitted and not finished.
+
+    Why: with the operator reservation off and maps that return only counts, nothing else
+    pushes back, so Ray Data submitted every task of an operator at once, and the driver holds
+    each queued task's spec, references and lease request until it runs: ~50 KB a task (700
+    one-file tasks: driver +42 MB, and kept; +8 MB at 2 per CPU), so the driver grew with the
+    number of files and partitions, that is with the corpus (bench/README.md, curate Rounds 17
+    and 18). The limit follows the cluster's CPUs when each task is submitted, so an
+    autoscaling cluster still fills as it grows."""
+
+    per_cpu = 4  # set by stage_data_context; a class attribute: Ray Data makes the policy itself
+
+    @property
+    def name(self) -> str:
+        return "TasksPerCPU"
+
+    def can_add_input(self, op) -> bool:
+        from ray.data._internal.execution.operators.task_pool_map_operator import TaskPoolMapOperator
+
+        if not isinstance(op, TaskPoolMapOperator):
+            return True
+        cpus = self._resource_manager.get_global_limits().cpu or 1
+        return op.metrics.num_tasks_running < max(2, int(self.per_cpu * cpus))
 
 
 _LIBC = None
