@@ -45,11 +45,12 @@ class RunConfig:
     # Round 6). Turn it on for pipelines of several heavy operators sharing a small store.
     ray_data_op_reservation: bool = False
     # Tasks each task-pool operator of ingest and curate may have submitted and not finished, per
-    # cluster CPU (dataops.TasksPerCPU; 0: Ray Data's default). Without it, with the reservation
-    # off, Ray Data submitted all of an operator's tasks at once (one per file or partition), and
-    # the driver held ~50 KB for each queued task: it grew with the corpus (bench/README.md
-    # curate Round 18).
-    ray_data_tasks_per_cpu: int = 4
+    # cluster CPU (dataops.TasksPerCPU; 0: Ray Data's default, all of them at once). The driver
+    # holds ~50 KB for each queued task (one per file or partition), so without a cap it grows
+    # with the corpus: over a 10M-record ingest +70 MB above a 1M one, +21 with 4. Off by default:
+    # at 4 a 1M-record curate took 523.7 s against 483.4 without, and the speed goal fell to
+    # 1.67x (bench/README.md curate Round 18). Set it where the driver's memory matters more.
+    ray_data_tasks_per_cpu: int = 0
     # Arrow's memory pool in the driver and in every Ray worker (ARROW_DEFAULT_MEMORY_POOL, passed
     # to the workers through the runtime env): "system" (glibc malloc), "mimalloc" (pyarrow's
     # default), "jemalloc", or null to leave Arrow's default and the environment alone. System:

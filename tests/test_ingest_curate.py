@@ -659,7 +659,7 @@ def test_stage_data_context_holds_each_operator_to_its_tasks_per_cpu(ray_local):
     def spans(tasks_per_cpu: int):
         def udf(batch: pa.Table) -> pa.Table:
             t0 = time.time()
-            time.sleep(1.0)
+            time.sleep(2.5)  # long enough to overlap the few seconds Ray takes to start workers
             return pa.table({"start": [t0], "end": [time.time()]})
 
         with dataops.stage_data_context(False, tasks_per_cpu):
