@@ -487,6 +487,79 @@ def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path, monkey
         == sorted(want)
 
 
+def _hot_key_rows(platform: str):
+    """READ_SCHEMA rows of one platform's join with a hot key: Amazon reviews (item meta as aux
+    rows; one item with 400 reviews, a item without meta, a quarantined row) or Reddit comments
+    (submissions as the side rows; one thread with 400 comments, one without its submission)."""
+    from humanllm_ray.ingest import schema
+
+    rows = []
+    if platform == "amazon":
+        for i, n in enumerate([400, 12, 7]):
+            rows.append(dict(platform="amazon", record_id=f"meta{i}", _status="aux", _key=f"item{i}", source_line=i,
+                             _payload=json.dumps({"title": f"Item {i}", "main_category": f"Cat{i}", "store": "S"})))
+            rows += [dict(platform="amazon", record_id=f"r{i}-{j}", kind="review", _status="ok", _key=f"item{i}",
+                          text=f"review {j}", extra=json.dumps({"category": "orig"}), context="c", source_line=j)
+                     for j in range(n)]
+        rows += [dict(platform="amazon", record_id=f"nometa{j}", kind="review", _status="ok", _key="item9",
+                      text="x", extra="{}", context="keep") for j in range(30)]
+    else:
+        for i, n in enumerate([400, 12, 7]):
+            rows.append(dict(platform="reddit", record_id=f"t3_{i}", kind="post", _status="ok", _key=f"t3_{i}",
+                             title=f"Thread {i}", text=f"body {i}", context="r/x"))
+            rows += [dict(platform="reddit", record_id=f"c{i}-{j}", kind="comment", _status="ok", _key=f"t3_{i}",
+                          text=f"comment {j}", context="r/x") for j in range(n)]
+        rows += [dict(platform="reddit", record_id=f"orphan{j}", kind="comment", _status="ok", _key="t3_9",
+                      text="x", context="r/y") for j in range(30)]
+    rows.append(dict(platform=platform, record_id="bad", _status="quarantine", _reason="malformed_json",
+                     _key=rows[1]["_key"]))
+    return schema.to_table(rows)
+
+
+@pytest.mark.parametrize("platform", ["amazon", "reddit"])
+def test_join_of_a_hot_key_holds_a_chunk_of_its_partition_at_a_time(ray_local, tmp_path, platform):
+    """Ingest's join shuffle (join_in_chunks): a partition bigger than the chunk is joined a
+    chunk of records at a time against all its side rows, and gives exactly the rows of the
+    whole-partition join (each side row once, every record with its side data). Each join
+    call sees at most a chunk plus the side rows; without ``join_side`` the hot key's 400 rows
+    went to join in one call."""
+    import dataclasses
+
+    import ray
+
+    from humanllm_ray import ingest
+    from humanllm_ray.ingest.dataops import by_key_partition
+    from humanllm_ray.ingest.schema import READ_SCHEMA
+
+    tbl = _hot_key_rows(platform)
+    plat = ingest.REGISTRY[platform]
+    want = sorted(pa.Table.from_pandas(plat.join(tbl.to_pandas())[READ_SCHEMA.names], schema=READ_SCHEMA,
+                                       preserve_index=False).to_pylist(), key=lambda r: r["record_id"])
+    hot = "Item 0" if platform == "amazon" else "Thread 0"
+    assert sum(hot in r["context"] for r in want) == 400  # the join does join (not a no-op)
+
+    def joined(platform_hooks, tag):
+        calls = str(tmp_path / f"calls-{tag}")
+        os.makedirs(calls)
+
+        def recording_join(df):
+            with open(os.path.join(calls, f"{os.getpid()}-{len(os.listdir(calls))}-{len(df)}"), "w"):
+                pass
+            return plat.join(df)
+
+        hooks = dataclasses.replace(platform_hooks, join=recording_join)
+        ds = ray.data.from_arrow([tbl.slice(o, 150) for o in range(0, tbl.num_rows, 150)])
+        out = by_key_partition(ds, 2, ingest.join_in_chunks(hooks, 50), schema=READ_SCHEMA, batch_format="partition",
+                               scratch_uri=str(tmp_path / f"shuffle-{tag}")).take_all()
+        return sorted(out, key=lambda r: r["record_id"]), max(int(n.rsplit("-", 1)[1]) for n in os.listdir(calls))
+
+    got, biggest = joined(plat, "chunks")
+    assert got == want
+    assert biggest <= 50 + 4  # a chunk of records and the partition's side rows (3 at most)
+    got, biggest = joined(dataclasses.replace(plat, join_side=None), "whole")
+    assert got == want and biggest > 400
+
+
 def test_run_writer_puts_a_partitions_runs_in_one_byte_range(tmp_path):
     """A shuffle map task's runs: each partition's rows, from every run, sit in one byte range
     of the map file (several IPC streams back to back), in the order they were added, and a

@@ -7,6 +7,10 @@ is a platform (adding one = adding one file). Optional hooks:
   id, an Amazon parent item, a Twitter user) are grouped by a shuffle through files (``dataops.file_shuffle``)
   so side data (parent submissions, item metadata, user descriptions) reaches the records
   without any per-record file scan;
+* ``join_side(df) -> bool Series`` over the columns ``JOIN_SIDE_COLUMNS``: which rows carry the
+  side data. With it a partition bigger than ``ingest.rows_per_file`` is joined a chunk of
+  records at a time against all of its side rows (:func:`join_in_chunks`), so one hot key (a
+  best-selling item, a megathread) does not set a worker's memory;
 * ``dedup_key(df) -> Series`` and ``dedup(group_df) -> group_df``: collapse copies (Amazon variant
   duplicates), marking them ``_status = merged``.
 
@@ -32,6 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import pyarrow as pa
 
 from .. import stage, storage
@@ -56,6 +61,7 @@ class Platform:
     read: Callable[[str, ReadContext], Iterator[Dict[str, Any]]]
     join: Optional[Callable] = None
     join_requires_aux: bool = True
+    join_side: Optional[Callable] = None
     dedup_key: Optional[Callable] = None
     dedup: Optional[Callable] = None
 
@@ -69,6 +75,7 @@ def register(module: Any) -> None:
         read=module.read,
         join=getattr(module, "join", None),
         join_requires_aux=getattr(module, "JOIN_REQUIRES_AUX", True),
+        join_side=getattr(module, "join_side", None),
         dedup_key=getattr(module, "dedup_key", None),
         dedup=getattr(module, "dedup", None),
     )
@@ -256,6 +263,55 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
     return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])
 
 
+# What a platform's ``join_side`` is given: enough to tell side rows (aux rows, a Reddit
+# submission) from the records they are joined to, a small part of each row.
+JOIN_SIDE_COLUMNS = ["_status", "kind"]
+
+
+def join_in_chunks(plat: Platform, chunk_rows: int) -> Callable:
+    """by_key_partition hook (``batch_format="partition"``): ``plat.join`` over one partition of
+    the join's shuffle, as a READ_SCHEMA table.
+
+    A partition of at most ``chunk_rows`` rows is joined whole. A key's rows all land in one
+    partition, and keys are skewed: at 10M bench/curate records the best-selling Amazon item
+    has 44,539 reviews, so one partition of ~20k-row ones held ~65k (at 1M: 5.6k), and the
+    reduce task held it as pandas frames (~3x its Arrow size, twice: ``join`` copies it); at the
+    paper's 10x scale that item alone would be ~250k rows, and a real Reddit megathread more.
+    So a bigger partition is read as :class:`~.dataops.ShufflePartition` does for the timelines:
+    the narrow ``JOIN_SIDE_COLUMNS`` of every row, then the side rows (``plat.join_side``; one
+    or a few per key, so bounded by the partition's keys, not its rows), then the records
+    ``chunk_rows`` at a time, each chunk joined with all the side rows. The side rows come out
+    once, from ``join`` over them alone. That is the contract it needs of ``join``: a side row's
+    output depends only on the side rows, a record's only on itself and its key's side rows.
+    Without ``join_side`` a platform's partitions are joined whole."""
+    marker = "_side_row"
+
+    def to_read_schema(df) -> pa.Table:
+        return pa.Table.from_pandas(df[READ_SCHEMA.names], schema=READ_SCHEMA, preserve_index=False)
+
+    def fn(part) -> pa.Table:
+        if plat.join_side is None or part.num_rows <= chunk_rows:
+            return to_read_schema(plat.join(part.read().to_pandas()))
+        is_side = np.asarray(plat.join_side(part.read(JOIN_SIDE_COLUMNS).to_pandas()), bool)
+        records = np.flatnonzero(~is_side)
+        side = part.take(np.flatnonzero(is_side)).to_pandas()
+        del is_side
+        out = [to_read_schema(plat.join(side))]
+        side[marker] = True
+        import pandas as pd
+
+        for lo in range(0, len(records), chunk_rows):
+            chunk = part.take(records[lo:lo + chunk_rows]).to_pandas()
+            chunk[marker] = False
+            joined = plat.join(pd.concat([side, chunk], ignore_index=True))
+            del chunk
+            out.append(to_read_schema(joined[~joined[marker].astype(bool)]))
+            del joined
+        return pa.concat_tables(out)
+
+    return fn
+
+
 def join_dedup_plan(pre: Dict[tuple, int], name: str, plat: Any) -> Tuple[bool, bool, int, int]:
     """(needs_join, needs_dedup, keyed rows, record rows) of platform ``name``, from counts keyed
     by (platform, _status, has_key "0"/"1"): a platform with nothing to join or collapse skips
@@ -307,9 +363,9 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
             return []
         mine = read_parquet_files(raw_folder(raw_uri, name, main=True), READ_SCHEMA)
         if needs_join:
-            mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096), plat.join,
-                                    schema=READ_SCHEMA,
-                                    scratch_uri=storage.join(scratch, f"shuffle-join-{name}"))
+            mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096),
+                                    join_in_chunks(plat, cfg.ingest.rows_per_file), schema=READ_SCHEMA,
+                                    batch_format="partition", scratch_uri=storage.join(scratch, f"shuffle-join-{name}"))
         if needs_dedup:
             if needs_join:
                 mine = spill(mine, storage.join(scratch, f"joined-{name}"), READ_SCHEMA, cfg.ingest.rows_per_file)

@@ -182,10 +182,15 @@ def read(uri: str, ctx: ReadContext) -> Iterator[Dict[str, Any]]:
                                     detail=bad.detail, raw=line.data)
 
 
+def join_side(df: pd.DataFrame) -> pd.Series:
+    """The rows ``join`` takes its side data from: item metadata."""
+    return df["_status"] == "aux"
+
+
 def join(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of one shuffle partition (many items): give every review its item's title
     (as context) and category."""
-    aux = df[df["_status"] == "aux"].sort_values("source_line").drop_duplicates("_key")
+    aux = df[join_side(df)].sort_values("source_line").drop_duplicates("_key")
     if aux.empty:
         return df
     info = {k: json.loads(p or "{}") for k, p in zip(aux["_key"], aux["_payload"])}

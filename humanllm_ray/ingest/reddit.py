@@ -180,10 +180,15 @@ def _parent_context(title: str, body: str) -> str:
     return title + ("\n" + body if body else "")
 
 
+def join_side(df: pd.DataFrame) -> pd.Series:
+    """The rows ``join`` takes its context from: the submissions."""
+    return (df["kind"] == "post") & (df["_status"] == "ok")
+
+
 def join(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of one shuffle partition (many link ids): give every comment its submission's
     title and text as context, after the subreddit."""
-    posts = df[(df["kind"] == "post") & (df["_status"] == "ok")]
+    posts = df[join_side(df)]
     if posts.empty:
         return df
     posts = posts.sort_values("record_id").drop_duplicates("_key")
