@@ -549,6 +549,7 @@ def test_join_of_a_hot_key_holds_a_chunk_of_its_partition_at_a_time(ray_local, t
 
         hooks = dataclasses.replace(platform_hooks, join=recording_join)
         ds = ray.data.from_arrow([tbl.slice(o, 150) for o in range(0, tbl.num_rows, 150)])
+        # chunks of 50 records for a partition of over 100 rows (the hot key's holds 400)
         out = by_key_partition(ds, 2, ingest.join_in_chunks(hooks, 50), schema=READ_SCHEMA, batch_format="partition",
                                scratch_uri=str(tmp_path / f"shuffle-{tag}")).take_all()
         return sorted(out, key=lambda r: r["record_id"]), max(int(n.rsplit("-", 1)[1]) for n in os.listdir(calls))

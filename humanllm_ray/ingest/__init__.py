@@ -272,7 +272,10 @@ def join_in_chunks(plat: Platform, chunk_rows: int) -> Callable:
     """by_key_partition hook (``batch_format="partition"``): ``plat.join`` over one partition of
     the join's shuffle, as a READ_SCHEMA table.
 
-    A partition of at most ``chunk_rows`` rows is joined whole. A key's rows all land in one
+    A partition of at most twice ``chunk_rows`` rows is joined whole (as before: cheaper than
+    in chunks, which read the side rows again for each chunk; with ``chunk_rows`` itself as the
+    bound, half of the Reddit join's ~20k-row partitions went through chunks at 10M records and
+    the workers' peak rose ~30-60 MB, bench/README.md curate Round 19). A key's rows all land in one
     partition, and keys are skewed: at 10M bench/curate records the best-selling Amazon item
     has 44,539 reviews, so one partition of ~20k-row ones held ~65k (at 1M: 5.6k), and the
     reduce task held it as pandas frames (~3x its Arrow size, twice: ``join`` copies it); at the
@@ -290,7 +293,7 @@ def join_in_chunks(plat: Platform, chunk_rows: int) -> Callable:
         return pa.Table.from_pandas(df[READ_SCHEMA.names], schema=READ_SCHEMA, preserve_index=False)
 
     def fn(part) -> pa.Table:
-        if plat.join_side is None or part.num_rows <= chunk_rows:
+        if plat.join_side is None or part.num_rows <= 2 * chunk_rows:
             return to_read_schema(plat.join(part.read().to_pandas()))
         is_side = np.asarray(plat.join_side(part.read(JOIN_SIDE_COLUMNS).to_pandas()), bool)
         records = np.flatnonzero(~is_side)
