@@ -214,6 +214,39 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
             assert not (d / stage_dir / "_scratch").exists()
 
 
+def test_ingest_joins_hot_keys_in_chunks_with_the_same_records(tmp_path):
+    """A generated corpus (bench/curate's generator, native formats) whose early Reddit thread
+    draws most comments and whose best-selling item most reviews: with join partitions of ~50
+    rows, those keys' partitions are joined in chunks and written by the join's own tasks
+    (Reddit: read by the final pass; Amazon: by its variant dedup), and ingest writes exactly the
+    records, contexts and quarantine of a run that joins every partition whole."""
+    import sys
+
+    from humanllm_ray import ingest
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "curate"))
+    import gen
+
+    data = tmp_path / "corpus"
+    gen.generate(str(data), 3000, 1)
+    ov = ["ingest.use_demo_corpus=false"] + [f"ingest.sources.{p}=[{data / p}]" for p in ("reddit", "amazon")]
+
+    def records(root, *more):
+        rep = ingest.run(_cfg(root, *ov, *more))
+        _assert_accounting(rep)
+        rows = read_table(str(root / "ingested" / "data")).to_pylist()
+        return rep, sorted((r["record_id"], r["context"], r["extra"]) for r in rows), \
+            sorted((r["reason"], r["source_file"], r["source_line"]) for r in _quarantine(str(root / "ingested")))
+
+    whole, want, want_q = records(tmp_path / "whole")
+    chunked, got, got_q = records(tmp_path / "chunked", "ingest.rows_per_file=25")
+    assert not whole["join_chunk_files"]
+    assert set(chunked["join_chunk_files"]) == {"reddit", "amazon"}, chunked["join_chunk_files"]
+    assert got == want and got_q == want_q
+    assert sum(" | " in c for _i, c, _e in got) > 100  # comments did get their submissions
+    assert chunked["merged_detail"] == whole["merged_detail"]
+
+
 def test_record_pass_writer_streams_and_signs_the_passed_rows(demo, tmp_path, monkeypatch):
     """The record pass streams each ingested file a slice at a time (its workers' memory is set
     by the slice, not the file size) and makes the MinHash signatures of the rows that passed:
@@ -520,11 +553,12 @@ def _hot_key_rows(platform: str):
 def test_join_of_a_hot_key_holds_a_chunk_of_its_partition_at_a_time(ray_local, tmp_path, platform):
     """Ingest's join shuffle (join_in_chunks): a partition bigger than the chunk is joined a
     chunk of records at a time against all its side rows, and gives exactly the rows of the
-    whole-partition join (each side row once, every record with its side data). Each join
-    call sees at most a chunk plus the side rows; without ``join_side`` the hot key's 400 rows
-    went to join in one call."""
+    whole-partition join (each side row once, every record with its side data), returned or,
+    as ingest runs it, written to files of at most a chunk each. Each join call sees at most a
+    chunk plus the side rows; without ``join_side`` the hot key's 400 rows go to one call."""
     import dataclasses
 
+    import pyarrow.parquet as pq
     import ray
 
     from humanllm_ray import ingest
@@ -538,7 +572,7 @@ def test_join_of_a_hot_key_holds_a_chunk_of_its_partition_at_a_time(ray_local, t
     hot = "Item 0" if platform == "amazon" else "Thread 0"
     assert sum(hot in r["context"] for r in want) == 400  # the join does join (not a no-op)
 
-    def joined(platform_hooks, tag):
+    def joined(platform_hooks, tag, direct=None):
         calls = str(tmp_path / f"calls-{tag}")
         os.makedirs(calls)
 
@@ -548,15 +582,23 @@ def test_join_of_a_hot_key_holds_a_chunk_of_its_partition_at_a_time(ray_local, t
             return plat.join(df)
 
         hooks = dataclasses.replace(platform_hooks, join=recording_join)
-        ds = ray.data.from_arrow([tbl.slice(o, 150) for o in range(0, tbl.num_rows, 150)])
+        # map blocks of 20 rows: a partition's slice (one map task's piece) holds 20 at most
+        ds = ray.data.from_arrow([tbl.slice(o, 20) for o in range(0, tbl.num_rows, 20)])
         # chunks of 50 records for a partition of over 100 rows (the hot key's holds 400)
-        out = by_key_partition(ds, 2, ingest.join_in_chunks(hooks, 50), schema=READ_SCHEMA, batch_format="partition",
-                               scratch_uri=str(tmp_path / f"shuffle-{tag}")).take_all()
+        out = by_key_partition(ds, 2, ingest.join_in_chunks(hooks, 50, direct), schema=READ_SCHEMA,
+                               batch_format="partition", scratch_uri=str(tmp_path / f"shuffle-{tag}")).take_all()
+        if direct:  # what ingest runs: a big partition's chunks are written to files there
+            files = storage.ls_files(direct, suffix=".parquet")
+            assert files and all(pq.read_metadata(f).num_rows <= bound for f in files)
+            out += pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
         return sorted(out, key=lambda r: r["record_id"]), max(int(n.rsplit("-", 1)[1]) for n in os.listdir(calls))
 
+    bound = 50 + 19 + 3  # whole slices up to a chunk of 50 records, and the side rows (3 at most)
     got, biggest = joined(plat, "chunks")
     assert got == want
-    assert biggest <= 50 + 4  # a chunk of records and the partition's side rows (3 at most)
+    assert biggest <= bound
+    got, biggest = joined(plat, "direct", str(tmp_path / "direct"))
+    assert got == want and biggest <= bound
     got, biggest = joined(dataclasses.replace(plat, join_side=None), "whole")
     assert got == want and biggest > 400
 

@@ -45,7 +45,7 @@ from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
                       iter_parquet_slices, parquet_file_list, partitions_for, path_stem, per_file_udf,
-                      read_parquet_files, release_memory, spill, stage_data_context, sum_counts, tally_dataset,
+                      read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context, sum_counts, tally_dataset,
                       write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
@@ -268,25 +268,29 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
 JOIN_SIDE_COLUMNS = ["_status", "kind"]
 
 
-def join_in_chunks(plat: Platform, chunk_rows: int) -> Callable:
+def join_in_chunks(plat: Platform, chunk_rows: int, direct_uri: Optional[str] = None) -> Callable:
     """by_key_partition hook (``batch_format="partition"``): ``plat.join`` over one partition of
     the join's shuffle, as a READ_SCHEMA table.
 
-    A partition of at most twice ``chunk_rows`` rows is joined whole (as before: cheaper than
-    in chunks, which read the side rows again for each chunk; with ``chunk_rows`` itself as the
-    bound, half of the Reddit join's ~20k-row partitions went through chunks at 10M records and
-    the workers' peak rose ~30-60 MB, bench/README.md curate Round 19). A key's rows all land in one
-    partition, and keys are skewed: at 10M bench/curate records the best-selling Amazon item
-    has 44,539 reviews, so one partition of ~20k-row ones held ~65k (at 1M: 5.6k), and the
-    reduce task held it as pandas frames (~3x its Arrow size, twice: ``join`` copies it); at the
-    paper's 10x scale that item alone would be ~250k rows, and a real Reddit megathread more.
-    So a bigger partition is read as :class:`~.dataops.ShufflePartition` does for the timelines:
-    the narrow ``JOIN_SIDE_COLUMNS`` of every row, then the side rows (``plat.join_side``; one
-    or a few per key, so bounded by the partition's keys, not its rows), then the records
-    ``chunk_rows`` at a time, each chunk joined with all the side rows. The side rows come out
-    once, from ``join`` over them alone. That is the contract it needs of ``join``: a side row's
-    output depends only on the side rows, a record's only on itself and its key's side rows.
-    Without ``join_side`` a platform's partitions are joined whole."""
+    A key's rows all land in one partition, and keys are skewed: at 10M bench/curate records
+    the best-selling Amazon item has 44,539 reviews, so one partition of ~20k-row ones held ~65k
+    (at 1M: 5.6k); at the paper's 10x scale that item alone would be ~250k rows, and a real
+    Reddit megathread more. Joined whole, a partition is held as pandas frames (``join`` copies
+    it) and its output as Arrow: ~2.5x its Arrow size above the task's start
+    (``bench/curate/hotjoin.py``: 414 MB for a 272k-row, 166 MB partition).
+
+    So a partition of over twice ``chunk_rows`` rows is joined in chunks: the narrow
+    ``JOIN_SIDE_COLUMNS`` of every row, then the side rows (``plat.join_side``: one or a few per
+    key, bounded by the partition's keys, not its rows), then the records a slice at a time
+    (a slice is one map task's piece, each decompressed once), joined with all the side rows
+    in chunks of whole slices, as few as make ``chunk_rows`` records; each chunk's output goes to its own Parquet file under
+    ``direct_uri`` (at most about ``chunk_rows`` rows, so the passes after it keep one block
+    per file of ordinary size), and the task returns no rows (without ``direct_uri``: the
+    chunks' rows). The side rows come out once, from ``join`` over them alone: the contract
+    this needs of ``join`` is that a side row's output depends only on the side rows, and a
+    record's only on itself and its key's side rows. Smaller partitions are joined whole (two
+    joins of half a partition each cost more than one). Without ``join_side`` a platform's
+    partitions are all joined whole."""
     marker = "_side_row"
 
     def to_read_schema(df) -> pa.Table:
@@ -295,22 +299,44 @@ def join_in_chunks(plat: Platform, chunk_rows: int) -> Callable:
     def fn(part) -> pa.Table:
         if plat.join_side is None or part.num_rows <= 2 * chunk_rows:
             return to_read_schema(plat.join(part.read().to_pandas()))
-        is_side = np.asarray(plat.join_side(part.read(JOIN_SIDE_COLUMNS).to_pandas()), bool)
-        records = np.flatnonzero(~is_side)
-        side = part.take(np.flatnonzero(is_side)).to_pandas()
-        del is_side
-        out = [to_read_schema(plat.join(side))]
-        side[marker] = True
         import pandas as pd
 
-        for lo in range(0, len(records), chunk_rows):
-            chunk = part.take(records[lo:lo + chunk_rows]).to_pandas()
+        is_side = np.asarray(plat.join_side(part.read(JOIN_SIDE_COLUMNS).to_pandas()), bool)
+        side = part.take(np.flatnonzero(is_side)).to_pandas()
+        out: List[pa.Table] = []
+
+        def emit(table: pa.Table) -> None:
+            if direct_uri is None:
+                out.append(table)
+            else:  # named by content: a retried task rewrites the same files
+                write_part(table, direct_uri, content_name(table, _ROW_IDENTITY, prefix="joined"))
+
+        emit(to_read_schema(plat.join(side)))
+        side[marker] = True
+
+        def joined(pieces: List[pa.Table]) -> pa.Table:
+            chunk = pa.concat_tables(pieces).to_pandas()
             chunk[marker] = False
-            joined = plat.join(pd.concat([side, chunk], ignore_index=True))
-            del chunk
-            out.append(to_read_schema(joined[~joined[marker].astype(bool)]))
-            del joined
-        return pa.concat_tables(out)
+            both = plat.join(pd.concat([side, chunk], ignore_index=True))
+            return to_read_schema(both[~both[marker].astype(bool)])
+
+        # the records in slice order, each slice decompressed once (a chunk taken by row
+        # numbers would read every slice again per chunk: a hot key's rows are in all of them)
+        pieces, n = [], 0
+        for i in range(part.num_slices):
+            records = ~is_side[part.starts[i]:part.starts[i + 1]]
+            if not records.any():
+                continue
+            piece = part.read_slice(i)
+            pieces.append(piece if records.all() else piece.filter(pa.array(records)))
+            n += pieces[-1].num_rows
+            del piece
+            if n >= chunk_rows:
+                emit(joined(pieces))
+                pieces, n = [], 0
+        if pieces:
+            emit(joined(pieces))
+        return pa.concat_tables(out) if out else READ_SCHEMA.empty_table()
 
     return fn
 
@@ -355,23 +381,32 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
         ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
 
-    def shuffle_platform(name: str, plat: Platform) -> List[str]:
+    def shuffle_platform(name: str, plat: Platform) -> Tuple[List[str], int]:
         """The platform's join and/or variant dedup, written to its own part folders (none:
-        nothing to shuffle). Partitions hold about ``ingest.rows_per_file`` rows: a reduce task
+        nothing to shuffle), and the number of files the join wrote itself (its partitions too
+        big to join whole, :func:`join_in_chunks`). Partitions hold about ``ingest.rows_per_file`` rows: a reduce task
         holds its partition as a pandas frame (~3x its Arrow size), and a worker's heap keeps
         the high-water mark of its largest task, so the partition size, not the input, should
         set it (50k rows a partition had made the workers' peak grow with the input)."""
         needs_join, needs_dedup, n_keyed, n_recs = join_dedup_plan(pre, name, plat)
         if not (needs_join or needs_dedup):
-            return []
+            return [], 0
         mine = read_parquet_files(raw_folder(raw_uri, name, main=True), READ_SCHEMA)
+        # the joined rows of partitions too big to join whole, written by the join's tasks
+        direct = [storage.join(scratch, f"joined-direct-{name}")] if needs_join else []
+        n_direct = 0
         if needs_join:
+            storage.rm(direct[0])
             mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096),
-                                    join_in_chunks(plat, cfg.ingest.rows_per_file), schema=READ_SCHEMA,
+                                    join_in_chunks(plat, cfg.ingest.rows_per_file, direct[0]), schema=READ_SCHEMA,
                                     batch_format="partition", scratch_uri=storage.join(scratch, f"shuffle-join-{name}"))
         if needs_dedup:
             if needs_join:
-                mine = spill(mine, storage.join(scratch, f"joined-{name}"), READ_SCHEMA, cfg.ingest.rows_per_file)
+                joined = storage.join(scratch, f"joined-{name}")
+                spill(mine, joined, READ_SCHEMA, cfg.ingest.rows_per_file)
+                mine = read_parquet_sources([joined] + direct, READ_SCHEMA)
+                n_direct = len(storage.ls_files(direct[0], suffix=".parquet"))
+                direct = []
             recs = mine.filter(expr=col_in("_status", "ok")).map_batches(_set_dedup_key(plat.dedup_key), batch_format="pandas")
             others = mine.filter(expr=~col_in("_status", "ok"))
             recs = by_key_partition(recs, partitions_for(n_recs, cfg.ingest.rows_per_file, most=4096), plat.dedup,
@@ -385,9 +420,13 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
         part_uris = [storage.join(scratch, f"part-{name}", k) for k in out]
         for uri, part in zip(part_uris, out.values()):
             spill(part, uri, READ_SCHEMA, cfg.ingest.rows_per_file)
-        log.info("ingest: %s %s (%.1f s)", name, " + ".join(x for x, on in (("join", needs_join), ("dedup", needs_dedup))
-                                                           if on), time.monotonic() - t0)
-        return part_uris
+        if direct:  # a join's own files, when no dedup read them
+            n_direct = len(storage.ls_files(direct[0], suffix=".parquet"))
+            part_uris += direct
+        log.info("ingest: %s %s (%.1f s)%s", name,
+                 " + ".join(x for x, on in (("join", needs_join), ("dedup", needs_dedup)) if on), time.monotonic() - t0,
+                 f"; {n_direct} files of joined rows from partitions joined in chunks" if n_direct else "")
+        return part_uris, n_direct
 
     # The platforms' shuffles run side by side (threads, each its own Ray Data executions): one
     # after another, each one's start and tail left a core idle (ingest averaged ~1.2 cores
@@ -399,8 +438,9 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     names = sorted(REGISTRY)
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         results = list(pool.map(lambda n: shuffle_platform(n, REGISTRY[n]), names))
-    shuffled = {n for n, uris in zip(names, results) if uris}
-    parts = [uri for uris in results for uri in uris]
+    shuffled = {n for n, (uris, _) in zip(names, results) if uris}
+    parts = [uri for uris, _ in results for uri in uris]
+    join_chunk_files = {n: k for n, (_, k) in zip(names, results) if k}
     # The final rows, read by one fused read -> write task per file: every platform's raw rows
     # but the records and side data of the shuffled platforms (those went through their join /
     # dedup: their folders are not read again), plus the shuffled platforms' part files.
@@ -453,7 +493,8 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
         rows_merged=rows_merged,
         by_reason=by_reason,
         by_platform=by_platform,
-        extra={"files": n_files, "read_tasks": n_read_tasks, "merged_detail": merged_detail, "aux_rows": n_aux,
+        extra={"files": n_files, "read_tasks": n_read_tasks, "join_chunk_files": join_chunk_files,
+               "merged_detail": merged_detail, "aux_rows": n_aux,
                "schema": [f"{f.name}:{f.type}" for f in LOG_RECORD_SCHEMA]},
     )
 

@@ -711,6 +711,10 @@ class ShufflePartition:
         self.num_rows = int(self.starts[-1])
         self._cache: Optional[Dict[int, pa.Buffer]] = {} if sum(self._lengths) <= cache_bytes else None
 
+    @property
+    def num_slices(self) -> int:
+        return len(self._files)
+
     def _bytes(self, i: int) -> pa.Buffer:
         from .. import storage
 
@@ -779,6 +783,11 @@ class TablePartition:
     def __init__(self, table: pa.Table):
         self._table = table
         self.num_rows = table.num_rows
+        self.num_slices = 1
+        self.starts = np.array([0, table.num_rows], np.int64)
+
+    def read_slice(self, i: int, columns: Optional[List[str]] = None) -> pa.Table:
+        return self.read(columns)
 
     def read(self, columns: Optional[List[str]] = None) -> pa.Table:
         return self._table if columns is None else self._table.select(columns)
