@@ -56,7 +56,8 @@ def build_partition(folder: str, hot: int, others: int, slice_rows: int, n_items
         written.append(runs.write(folder))
 
     rows = [dict(platform="amazon", record_id=f"meta{i}", _status="aux", _key=f"item{i}", source_line=i,
-                 _payload=json.dumps({"title": f"Item {i} " + text.body("tech", 1), "main_category": cats[i % len(cats)],
+                 _payload=json.dumps({"title": f"Item {i} " + text.body("tech", 1),
+                                      "main_category": cats[i % len(cats)],
                                       "categories": [cats[i % len(cats)], "x"], "store": f"Store {i % 97}"}))
              for i in range(n_items)]
     items = np.concatenate([np.zeros(hot, np.int64), nr.integers(1, n_items, others)])
@@ -142,17 +143,19 @@ def reduce_once(index_path: str, mode: str, chunk_rows: int) -> dict:
     rows = sorted(zip(out.column("record_id").to_pylist(), out.column("context").to_pylist(),
                       out.column("extra").to_pylist(), out.column("_status").to_pylist()))
     digest = hashlib.sha1(json.dumps(rows).encode()).hexdigest()[:16]
-    return {"mode": mode, "rows": part.num_rows, "out_rows": out.num_rows, "peak_above_mb": round((peak - before) / 2**20, 1),
+    return {"mode": mode, "rows": part.num_rows, "out_rows": out.num_rows,
+            "peak_above_mb": round((peak - before) / 2**20, 1),
             "seconds": round(seconds, 2), "digest": digest, "files": files,
             "arrow_mb": round(part.read().nbytes / 2**20, 1)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hot", type=int, nargs="+", default=[5000, 45000, 250000], help="reviews of the hot item")
     ap.add_argument("--chunk-rows", type=int, default=20000, help="ingest.rows_per_file (its default)")
     ap.add_argument("--slice-rows", type=int, default=2000,
-                    help="rows each map file gives the partition (ingest: a 20k-row raw file spread over ~10+ partitions)")
+                    help="rows each map file gives the partition (ingest: a 20k-row raw file over ~10+ partitions)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -175,7 +178,8 @@ def main() -> None:
           "chunks written (ingest) | whole / written | whole s | written s | same rows |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for hot in args.hot:
-        w, c, d = [next(r for r in results if r["hot"] == hot and r["mode"] == m) for m in ("whole", "chunks", "written")]
+        w, c, d = [next(r for r in results if r["hot"] == hot and r["mode"] == m)
+                   for m in ("whole", "chunks", "written")]
         same = w["digest"] == c["digest"] == d["digest"] and w["out_rows"] == c["out_rows"] == d["out_rows"]
         print(f"| {hot:,} | {w['rows']:,} | {w['arrow_mb']} | {w['peak_above_mb']} | {c['peak_above_mb']} | "
               f"{d['peak_above_mb']} ({d['files']} files) | {w['peak_above_mb'] / max(d['peak_above_mb'], 0.1):.2f}x | "

@@ -8,8 +8,8 @@ is a platform (adding one = adding one file). Optional hooks:
   so side data (parent submissions, item metadata, user descriptions) reaches the records
   without any per-record file scan;
 * ``join_side(df) -> bool Series`` over the columns ``JOIN_SIDE_COLUMNS``: which rows carry the
-  side data. With it a partition bigger than ``ingest.rows_per_file`` is joined a chunk of
-  records at a time against all of its side rows (:func:`join_in_chunks`), so one hot key (a
+  side data. With it a partition of over twice ``ingest.rows_per_file`` rows is joined a chunk
+  of records at a time against all of its side rows (:func:`join_in_chunks`), so one hot key (a
   best-selling item, a megathread) does not set a worker's memory;
 * ``dedup_key(df) -> Series`` and ``dedup(group_df) -> group_df``: collapse copies (Amazon variant
   duplicates), marking them ``_status = merged``.
@@ -45,8 +45,8 @@ from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
                       iter_parquet_slices, parquet_file_list, partitions_for, path_stem, per_file_udf,
-                      read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context, sum_counts, tally_dataset,
-                      write_part)
+                      read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context, sum_counts,
+                      tally_dataset, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -273,24 +273,26 @@ def join_in_chunks(plat: Platform, chunk_rows: int, direct_uri: Optional[str] = 
     the join's shuffle, as a READ_SCHEMA table.
 
     A key's rows all land in one partition, and keys are skewed: at 10M bench/curate records
-    the best-selling Amazon item has 44,539 reviews, so one partition of ~20k-row ones held ~65k
-    (at 1M: 5.6k); at the paper's 10x scale that item alone would be ~250k rows, and a real
+    the best-selling Amazon item has 44,539 reviews (5.6k at 1M), so one partition of ~20k-row
+    ones held ~65k; at the paper's 10x scale that item alone would be ~250k rows, and a real
     Reddit megathread more. Joined whole, a partition is held as pandas frames (``join`` copies
     it) and its output as Arrow: ~2.5x its Arrow size above the task's start
-    (``bench/curate/hotjoin.py``: 414 MB for a 272k-row, 166 MB partition).
+    (``bench/curate/hotjoin.py``: 418 MB for a 272k-row, 166 MB partition; 147 MB in chunks,
+    bench/README.md curate Round 19).
 
     So a partition of over twice ``chunk_rows`` rows is joined in chunks: the narrow
     ``JOIN_SIDE_COLUMNS`` of every row, then the side rows (``plat.join_side``: one or a few per
     key, bounded by the partition's keys, not its rows), then the records a slice at a time
     (a slice is one map task's piece, each decompressed once), joined with all the side rows
-    in chunks of whole slices, as few as make ``chunk_rows`` records; each chunk's output goes to its own Parquet file under
-    ``direct_uri`` (at most about ``chunk_rows`` rows, so the passes after it keep one block
-    per file of ordinary size), and the task returns no rows (without ``direct_uri``: the
-    chunks' rows). The side rows come out once, from ``join`` over them alone: the contract
-    this needs of ``join`` is that a side row's output depends only on the side rows, and a
-    record's only on itself and its key's side rows. Smaller partitions are joined whole (two
-    joins of half a partition each cost more than one). Without ``join_side`` a platform's
-    partitions are all joined whole."""
+    in chunks of whole slices, as few as make ``chunk_rows`` records. Each chunk's output goes
+    to its own Parquet file under ``direct_uri`` (about ``chunk_rows`` rows, so the passes
+    after it keep one block per file of ordinary size) and the task returns no rows; without
+    ``direct_uri`` it returns the chunks' rows. The side rows come out once, from ``join`` over
+    them alone: the contract this needs of ``join`` is that a side row's output depends only
+    on the side rows, and a record's only on itself and its key's side rows. Partitions of
+    ordinary size are joined whole: in chunks they cost more (with the bound at ``chunk_rows``
+    itself, half of the 10M Reddit join's partitions went through chunks and ingest's peak rose
+    1,325 -> 1,398 MB). Without ``join_side`` a platform's partitions are all joined whole."""
     marker = "_side_row"
 
     def to_read_schema(df) -> pa.Table:
@@ -384,10 +386,11 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     def shuffle_platform(name: str, plat: Platform) -> Tuple[List[str], int]:
         """The platform's join and/or variant dedup, written to its own part folders (none:
         nothing to shuffle), and the number of files the join wrote itself (its partitions too
-        big to join whole, :func:`join_in_chunks`). Partitions hold about ``ingest.rows_per_file`` rows: a reduce task
-        holds its partition as a pandas frame (~3x its Arrow size), and a worker's heap keeps
-        the high-water mark of its largest task, so the partition size, not the input, should
-        set it (50k rows a partition had made the workers' peak grow with the input)."""
+        big to join whole, :func:`join_in_chunks`). Partitions hold about
+        ``ingest.rows_per_file`` rows: a reduce task holds its partition as a pandas frame (~3x
+        its Arrow size), and a worker's heap keeps the high-water mark of its largest task, so
+        the partition size, not the input, should set it (50k rows a partition had made the
+        workers' peak grow with the input); a hot key's partition is joined in chunks."""
         needs_join, needs_dedup, n_keyed, n_recs = join_dedup_plan(pre, name, plat)
         if not (needs_join or needs_dedup):
             return [], 0
