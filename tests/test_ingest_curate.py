@@ -216,8 +216,8 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
 
 def test_ingest_joins_hot_keys_in_chunks_with_the_same_records(tmp_path):
     """A generated corpus (bench/curate's generator, native formats) whose early Reddit thread
-    draws most comments and whose best-selling item most reviews: with join partitions of ~50
-    rows, those keys' partitions are joined in chunks and written by the join's own tasks
+    draws most comments and whose best-selling item most reviews: with join partitions of ~25
+    rows (chunks past 50), those keys' partitions are joined in chunks and written by the join's own tasks
     (Reddit: read by the final pass; Amazon: by its variant dedup), and ingest writes exactly the
     records, contexts and quarantine of a run that joins every partition whole."""
     import sys
@@ -522,7 +522,7 @@ def test_file_shuffle_puts_each_key_in_one_partition(ray_local, tmp_path, monkey
 
 def _hot_key_rows(platform: str):
     """READ_SCHEMA rows of one platform's join with a hot key: Amazon reviews (item meta as aux
-    rows; one item with 400 reviews, a item without meta, a quarantined row) or Reddit comments
+    rows; one item with 400 reviews, an item without meta, a quarantined row) or Reddit comments
     (submissions as the side rows; one thread with 400 comments, one without its submission)."""
     from humanllm_ray.ingest import schema
 
@@ -551,7 +551,7 @@ def _hot_key_rows(platform: str):
 
 @pytest.mark.parametrize("platform", ["amazon", "reddit"])
 def test_join_of_a_hot_key_holds_a_chunk_of_its_partition_at_a_time(ray_local, tmp_path, platform):
-    """Ingest's join shuffle (join_in_chunks): a partition bigger than the chunk is joined a
+    """Ingest's join shuffle (join_in_chunks): a partition of over twice the chunk is joined a
     chunk of records at a time against all its side rows, and gives exactly the rows of the
     whole-partition join (each side row once, every record with its side data), returned or,
     as ingest runs it, written to files of at most a chunk each. Each join call sees at most a
