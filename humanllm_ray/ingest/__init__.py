@@ -228,12 +228,17 @@ def pack_files(input_table: pa.Table, n_bins: int, target_bytes: int = 64 << 20)
     return [b for b in bins if b["files"]]
 
 
+def _read_rows(df) -> pa.Table:
+    """A pandas frame of reader rows (any extra columns dropped) as a READ_SCHEMA table."""
+    return pa.Table.from_pandas(df[schema.READ_COLUMNS], schema=READ_SCHEMA, preserve_index=False)
+
+
 def _set_dedup_key(fn: Callable):
     def udf(df):
         df = df.copy()
         if len(df):
             df["_key"] = fn(df)
-        return pa.Table.from_pandas(df[schema.READ_COLUMNS], schema=READ_SCHEMA, preserve_index=False)
+        return _read_rows(df)
 
     return udf
 
@@ -295,12 +300,9 @@ def join_in_chunks(plat: Platform, chunk_rows: int, direct_uri: Optional[str] = 
     1,325 -> 1,398 MB). Without ``join_side`` a platform's partitions are all joined whole."""
     marker = "_side_row"
 
-    def to_read_schema(df) -> pa.Table:
-        return pa.Table.from_pandas(df[READ_SCHEMA.names], schema=READ_SCHEMA, preserve_index=False)
-
     def fn(part) -> pa.Table:
         if plat.join_side is None or part.num_rows <= 2 * chunk_rows:
-            return to_read_schema(plat.join(part.read().to_pandas()))
+            return _read_rows(plat.join(part.read().to_pandas()))
         import pandas as pd
 
         is_side = np.asarray(plat.join_side(part.read(JOIN_SIDE_COLUMNS).to_pandas()), bool)
@@ -313,14 +315,14 @@ def join_in_chunks(plat: Platform, chunk_rows: int, direct_uri: Optional[str] = 
             else:  # named by content: a retried task rewrites the same files
                 write_part(table, direct_uri, content_name(table, _ROW_IDENTITY, prefix="joined"))
 
-        emit(to_read_schema(plat.join(side)))
+        emit(_read_rows(plat.join(side)))
         side[marker] = True
 
         def joined(pieces: List[pa.Table]) -> pa.Table:
             chunk = pa.concat_tables(pieces).to_pandas()
             chunk[marker] = False
             both = plat.join(pd.concat([side, chunk], ignore_index=True))
-            return to_read_schema(both[~both[marker].astype(bool)])
+            return _read_rows(both[~both[marker].astype(bool)])
 
         # the records in slice order, each slice decompressed once (a chunk taken by row
         # numbers would read every slice again per chunk: a hot key's rows are in all of them)
@@ -396,20 +398,17 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
             return [], 0
         mine = read_parquet_files(raw_folder(raw_uri, name, main=True), READ_SCHEMA)
         # the joined rows of partitions too big to join whole, written by the join's tasks
-        direct = [storage.join(scratch, f"joined-direct-{name}")] if needs_join else []
-        n_direct = 0
+        direct = storage.join(scratch, f"joined-direct-{name}") if needs_join else None
         if needs_join:
-            storage.rm(direct[0])
+            storage.rm(direct)
             mine = by_key_partition(mine, partitions_for(n_keyed, cfg.ingest.rows_per_file, most=4096),
-                                    join_in_chunks(plat, cfg.ingest.rows_per_file, direct[0]), schema=READ_SCHEMA,
+                                    join_in_chunks(plat, cfg.ingest.rows_per_file, direct), schema=READ_SCHEMA,
                                     batch_format="partition", scratch_uri=storage.join(scratch, f"shuffle-join-{name}"))
         if needs_dedup:
             if needs_join:
                 joined = storage.join(scratch, f"joined-{name}")
                 spill(mine, joined, READ_SCHEMA, cfg.ingest.rows_per_file)
-                mine = read_parquet_sources([joined] + direct, READ_SCHEMA)
-                n_direct = len(storage.ls_files(direct[0], suffix=".parquet"))
-                direct = []
+                mine = read_parquet_sources([joined, direct], READ_SCHEMA)
             recs = mine.filter(expr=col_in("_status", "ok")).map_batches(_set_dedup_key(plat.dedup_key), batch_format="pandas")
             others = mine.filter(expr=~col_in("_status", "ok"))
             recs = by_key_partition(recs, partitions_for(n_recs, cfg.ingest.rows_per_file, most=4096), plat.dedup,
@@ -423,9 +422,9 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
         part_uris = [storage.join(scratch, f"part-{name}", k) for k in out]
         for uri, part in zip(part_uris, out.values()):
             spill(part, uri, READ_SCHEMA, cfg.ingest.rows_per_file)
-        if direct:  # a join's own files, when no dedup read them
-            n_direct = len(storage.ls_files(direct[0], suffix=".parquet"))
-            part_uris += direct
+        n_direct = len(storage.ls_files(direct, suffix=".parquet")) if direct else 0
+        if direct and not needs_dedup:  # the join's own files, when no dedup read them
+            part_uris.append(direct)
         log.info("ingest: %s %s (%.1f s)%s", name,
                  " + ".join(x for x, on in (("join", needs_join), ("dedup", needs_dedup)) if on), time.monotonic() - t0,
                  f"; {n_direct} files of joined rows from partitions joined in chunks" if n_direct else "")
