@@ -107,15 +107,24 @@ def _wait_gone(procs, timeout_s=GONE_WITHIN_S):
 
 
 class _Watcher:
-    """Records every vLLM process of this user that starts while a block runs (a Ray actor's
-    engine core may be reparented once the actor exits, so it is caught while alive). It also
-    keeps the titles of every process started meanwhile, for the message when it sees none."""
+    """Records every process of this user that starts while a block runs: each title it was seen
+    with and its parent, polled every 0.25 s (a Ray actor's engine core may be reparented once the
+    actor exits, so it is caught while alive).
+
+    The stage's vLLM processes are those titled ``VLLM::...`` and those that multiprocessing
+    spawned below the generation actor (vLLM's engine core spends its first seconds importing
+    under the spawn command line before it takes its title; nothing else in the actor spawns).
+    Two CI runs at the end of a full suite saw none by title while the actor answered every
+    request; the failure message now lists every process seen, its parent and titles, and how
+    evenly the poll ran, so a next miss says whether the poll stalled or the titles never came.
+    """
 
     def __init__(self, ignore):
         self.ignore = {p.pid for p in ignore}
-        self.seen = {}
-        self.started = {}
+        self.procs = {}  # pid -> {"proc", "ppid", "titles"}
         self.errors = []
+        self.polls = 0
+        self.max_gap_s = 0.0
         # psutil's create_time is rounded to the clock tick: a little slack keeps a process
         # started in the same tick as the watcher.
         self._t0 = time.time() - 1.0
@@ -126,24 +135,63 @@ class _Watcher:
         import psutil
 
         me = os.getuid()
+        last = time.monotonic()
         while not self._stop.is_set():
             try:
+                # psutil caches a Process per pid across calls and no longer checks for reuse;
+                # pids wrap (pid_max 32768) in a long CI run, and a stale entry would carry the
+                # old process's create time, so each poll starts from a clean table.
+                psutil.process_iter.cache_clear()
                 # Every process of this user started since the watch began, not only this
                 # process's descendants: a CI run once saw none below the test process while the
                 # stage's actor answered every request, so the watch does not bet on the tree.
-                for p in psutil.process_iter(["name", "cmdline", "uids", "create_time"]):
+                for p in psutil.process_iter(["name", "cmdline", "uids", "create_time", "ppid"]):
                     info = p.info
                     if (info["create_time"] or 0) < self._t0 or info["uids"] is None or info["uids"].real != me:
                         continue
-                    self.started[p.pid] = info["name"]  # the latest title: vLLM renames its processes
-                    if _is_vllm((info["name"] or "") + " " + " ".join(info["cmdline"] or [])) and p.pid not in self.ignore:
-                        self.seen.setdefault(p.pid, p)
+                    seen = self.procs.setdefault(p.pid, {"proc": p, "ppid": info["ppid"], "titles": []})
+                    title = " ".join(((info["name"] or "") + " " + " ".join(info["cmdline"] or [])).split())[:120]
+                    if title and title not in seen["titles"]:  # vLLM renames its processes
+                        seen["titles"].append(title)
             except Exception as e:  # a poll that fails is reported, not a silently dead watcher
                 self.errors.append(repr(e))
+            now = time.monotonic()
+            self.polls += 1
+            self.max_gap_s = max(self.max_gap_s, now - last)
+            last = now
             self._stop.wait(0.25)
 
+    def _below_actor(self, pid):
+        for _ in range(8):  # actor -> engine core -> worker: a short chain
+            parent = self.procs.get(self.procs[pid]["ppid"])
+            if parent is None:
+                return False
+            if any("GenerationActor" in t for t in parent["titles"]):
+                return True
+            pid = self.procs[pid]["ppid"]
+        return False
+
+    @property
+    def seen(self):
+        """The stage's vLLM processes: pid -> psutil.Process."""
+        found = {}
+        for pid, s in self.procs.items():
+            if pid in self.ignore:
+                continue
+            if any(_is_vllm(t) for t in s["titles"]) or (
+                any("spawn_main" in t for t in s["titles"]) and self._below_actor(pid)
+            ):
+                found[pid] = s["proc"]
+        return found
+
     def describe(self):
-        return f"processes started meanwhile: {sorted(set(self.started.values()))}; poll errors: {self.errors[:3]}"
+        started = "; ".join(
+            f"{pid} (parent {s['ppid']}): {' -> '.join(s['titles'])}" for pid, s in sorted(self.procs.items())
+        )
+        return (
+            f"{self.polls} polls, longest gap {self.max_gap_s:.1f} s; poll errors: {self.errors[:3]}; "
+            f"processes started meanwhile: {started}"
+        )
 
     def __enter__(self):
         self._thread.start()
@@ -259,6 +307,7 @@ def test_synth_stage_on_vllm(ray_local, tmp_path):
     assert watcher.seen, f"no vLLM engine-core process was seen during the stage; {watcher.describe()}"
     left, waited = _wait_gone(list(watcher.seen.values()))
     print(f"stage's vLLM processes {sorted(watcher.seen)} gone {waited:.1f} s after the stage returned")
+    print(watcher.describe())
     assert not left, f"vLLM processes {left} still alive {GONE_WITHIN_S} s after the synthesis stage returned"
     assert r["engine"] == "vllm"
     assert r["rows_in"] == 6  # 2 users x (persona + 2 social QA)
