@@ -47,10 +47,10 @@ class RunConfig:
     # Tasks each task-pool operator of ingest and curate may have submitted and not finished, per
     # cluster CPU (dataops.TasksPerCPU; 0: Ray Data's default, all of them at once). The driver
     # holds ~50 KB for each queued task (one per file or partition), so without a cap it grows
-    # with the corpus: over a 10M-record ingest +70 MB above a 1M one, +21 with 4. Off by default:
-    # at 4 a 1M-record curate took 523.7 s against 483.4 without, and the speed goal fell to
-    # 1.67x (bench/README.md curate Round 18). Set it where the driver's memory matters more.
-    ray_data_tasks_per_cpu: int = 0
+    # with the corpus; with one it grows with the cluster. At 16 the driver's peak over a
+    # 10M-record ingest was 197 MB against 235 uncapped, and a 1M-record curate was no slower
+    # (455 s against 480); at 4 it was ~8% slower (bench/README.md curate Rounds 18 and 20).
+    ray_data_tasks_per_cpu: int = 16
     # Arrow's memory pool in the driver and in every Ray worker (ARROW_DEFAULT_MEMORY_POOL, passed
     # to the workers through the runtime env): "system" (glibc malloc), "mimalloc" (pyarrow's
     # default), "jemalloc", or null to leave Arrow's default and the environment alone. System:
