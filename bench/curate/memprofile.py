@@ -29,6 +29,22 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _rss_peak_since_last(pid: int):
+    """The process's peak RSS (``VmHWM``, MB) since the previous sample, then reset
+    (``clear_refs`` 5 resets only that counter). PSS sampled every few seconds misses a
+    short task's peak, and more of them in a short run than in a long one; this does not. RSS
+    counts shared pages in full, so it is compared process with process, not summed. None
+    where the kernel does not allow it."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return round(kb / 1024)
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def sample_tree(root_pid: int, skip: int = 0) -> list:
     import psutil
 
@@ -50,7 +66,8 @@ def sample_tree(root_pid: int, skip: int = 0) -> list:
             name = "driver" if p.pid == root_pid else " ".join(p.cmdline())[:48]
             top = sorted(maps.items(), key=lambda kv: -kv[1])[:3]
             rows.append({"pid": p.pid, "name": name, "pss_mb": round((shm + other) / 2**20),
-                         "store_mb": round(shm / 2**20), "top": [(k[-32:], round(v / 2**20)) for k, v in top]})
+                         "store_mb": round(shm / 2**20), "top": [(k[-32:], round(v / 2**20)) for k, v in top],
+                         "hwm_mb": _rss_peak_since_last(p.pid)})
         except Exception:  # a process that exited between listing and reading
             pass
     return rows
@@ -115,6 +132,18 @@ def summarize(result: dict) -> None:
         top = ", ".join(f"{p['pss_mb']} {p['name'][:20].strip()}" for p in
                         sorted(s["procs"], key=lambda p: -p["pss_mb"])[:4])
         print(f"  {name:18s} {end - start:8.1f} s  {_total(s, 'pss_mb'):6d}  {_total(s, 'store_mb'):5d}  {top}")
+    if any(p.get("hwm_mb") is not None for s in samples for p in s["procs"]):
+        print("\npeak RSS of single processes by phase (VmHWM between samples, MB; not summed: RSS counts "
+              "shared pages in each)")
+        for name, start, end, _s in phase_peaks(samples, phases, marks):
+            best = {}
+            for s in samples:
+                if start < s["t"] <= end:  # a sample reports the interval before it
+                    for p in s["procs"]:
+                        if p.get("hwm_mb") is not None and p["hwm_mb"] > best.get(p["pid"], (0, ""))[0]:
+                            best[p["pid"]] = (p["hwm_mb"], p["name"][:20].strip())
+            top = ", ".join(f"{mb} {n}" for mb, n in sorted(best.values(), reverse=True)[:4])
+            print(f"  {name:18s} {top}")
 
 
 class _Marks:
