@@ -48,7 +48,7 @@ class RunConfig:
     # cluster CPU (dataops.TasksPerCPU; 0: Ray Data's default, all of them at once). The driver
     # holds ~50 KB for each queued task (one per file or partition), so without a cap it grows
     # with the corpus; with one it grows with the cluster. At 16 the driver's peak over a
-    # 10M-record ingest was 197 MB against 235 uncapped, and a 1M-record curate was no slower
+    # 10M-record ingest was 197 MB against 236 uncapped, and a 1M-record curate was no slower
     # (455 s against 480); at 4 it was ~8% slower (bench/README.md curate Rounds 18 and 20).
     ray_data_tasks_per_cpu: int = 16
     # Arrow's memory pool in the driver and in every Ray worker (ARROW_DEFAULT_MEMORY_POOL, passed

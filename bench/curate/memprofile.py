@@ -6,7 +6,9 @@ Runs ``ingest.run`` then ``curate.run`` in this process on a local 2-CPU Ray clu
 ``run.py`` generates (bench/out/curate-data/n{N}-s1, generated here if missing). A sampler
 process reads every process of the tree's memory maps (psutil ``memory_maps``) every ``--every``
 seconds and records each process's PSS, split into object-store pages (``/dev/shm/plasma*``)
-and the rest (its own heap), with its largest mappings. The stages' own log lines are kept
+and the rest (its own heap), with its largest mappings, and its peak RSS since the previous
+sample (``hwm_mb``: ``VmHWM``, reset after each read), so a task's peak between samples is
+not missed (Round 20). The stages' own log lines are kept
 with their times (``marks``) and cut the run into phases (ingest, record pass, dedup, route +
 timelines); the summary gives each phase's peak and the processes that made it. Summary to
 stdout, samples to ``--out``; ``--summarize FILE`` reprints a finished run's summary.
