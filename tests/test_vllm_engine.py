@@ -304,9 +304,10 @@ def test_synth_stage_on_vllm(ray_local, tmp_path):
     print(f"\nsynth on vllm: {r['rows_in']} requests in {time.perf_counter() - t0:.1f} s, report {r['seconds']:.1f} s")
     # The actor closed its engine when Ray Data released the pool: the stage's vLLM
     # processes (seen while it ran) are gone within a short bounded wait, not ~90 s later.
-    assert watcher.seen, f"no vLLM engine-core process was seen during the stage; {watcher.describe()}"
-    left, waited = _wait_gone(list(watcher.seen.values()))
-    print(f"stage's vLLM processes {sorted(watcher.seen)} gone {waited:.1f} s after the stage returned")
+    seen = watcher.seen  # worked out from every poll's table: once
+    assert seen, f"no vLLM engine-core process was seen during the stage; {watcher.describe()}"
+    left, waited = _wait_gone(list(seen.values()))
+    print(f"stage's vLLM processes {sorted(seen)} gone {waited:.1f} s after the stage returned")
     print(watcher.describe())
     assert not left, f"vLLM processes {left} still alive {GONE_WITHIN_S} s after the synthesis stage returned"
     assert r["engine"] == "vllm"
