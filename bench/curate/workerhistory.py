@@ -8,8 +8,8 @@ runs ~10x as many shuffle reduces as at 1M (and the reads before them). Round 20
 plain process (no Ray) builds ``--partitions`` Amazon join partitions as ingest's shuffle writes
 them (``hotjoin.build_partition``: LZ4 Arrow IPC, ``--slice-rows`` rows from each map file:
 ~90 at 10M records, ~900 at 1M), then runs ``--tasks`` reduces in a row, cycling over them,
-exactly as a reduce task does (``ingest.join_in_chunks`` writing its rows, then
-``dataops.release_memory``), and records after each its RSS and the task's own RSS peak
+exactly as a reduce task does (``ingest.join_in_chunks``, which joins a partition of this size
+whole and returns it, then ``dataops.release_memory``), and records after each its RSS and the task's own RSS peak
 (``VmHWM``, reset before it). Creep is the later tasks' figures against the first ones'.
 The Arrow pool is the system allocator, as ingest's workers run (``run.arrow_memory_pool``).
 """
