@@ -82,6 +82,17 @@ def build_partition(folder: str, hot: int, others: int, slice_rows: int, n_items
     return path
 
 
+def load_index(index_path: str):
+    """``dataops.shuffle_index`` of the map files ``build_partition`` wrote: (files, index, los, his)."""
+    import pyarrow as pa
+
+    from humanllm_ray.ingest import dataops
+
+    with pa.OSFile(index_path, "rb") as f:
+        written = pa.ipc.open_stream(f).read_all()
+    return dataops.shuffle_index([written])
+
+
 def reset_peak_rss() -> None:
     """Reset this process's RSS high-water mark (Linux: ``clear_refs`` 5), so that the peak read
     after the reduce is the reduce's own, not the imports' before it."""
@@ -108,9 +119,7 @@ def reduce_once(index_path: str, mode: str, chunk_rows: int) -> dict:
     from humanllm_ray import ingest
     from humanllm_ray.ingest import dataops
 
-    with pa.OSFile(index_path, "rb") as f:
-        written = pa.ipc.open_stream(f).read_all()
-    files, index, los, his = dataops.shuffle_index([written])
+    files, index, los, his = load_index(index_path)
     part = dataops.ShufflePartition.of_index(files, index, int(los[0]), int(his[0]),
                                              cache_bytes=dataops.PARTITION_CACHE_BYTES)
     plat = ingest.REGISTRY["amazon"]

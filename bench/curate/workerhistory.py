@@ -41,7 +41,6 @@ def main() -> None:
 
     import hotjoin
     import psutil
-    import pyarrow as pa
 
     from humanllm_ray import ingest
     from humanllm_ray.ingest import dataops
@@ -53,8 +52,7 @@ def main() -> None:
             sub = os.path.join(folder, str(k))
             os.makedirs(sub)
             index_path = hotjoin.build_partition(sub, 300 + 200 * k, 18000 + 800 * k, args.slice_rows, seed=k + 1)
-            with pa.OSFile(index_path, "rb") as f:
-                parts.append(dataops.shuffle_index([pa.ipc.open_stream(f).read_all()]))
+            parts.append(hotjoin.load_index(index_path))
         print(f"built {args.partitions} partitions in {time.time() - t0:.1f} s", flush=True)
         reduce_fn = ingest.join_in_chunks(ingest.REGISTRY["amazon"], 20000, os.path.join(folder, "out"))
         dataops.release_memory()
