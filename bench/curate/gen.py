@@ -354,6 +354,18 @@ class Noise:
 
 # ----------------------------------------------------------------------------- users
 
+# Shard namespaces (``--shards``): shard k's users, ids and items are offset by k times these,
+# so no two shards share a user, a submission or an item (shard 0 is the unsharded corpus).
+USER_SPAN = 10 ** 8
+ID_SPAN = 10 ** 7
+ITEM_SPAN = 10 ** 6  # _asin's variants start at 10,000,000: at most 10 shards of < 1M items
+
+
+def _suffix(ns: int) -> str:
+    """A shared account name's mark in shard ``ns`` (none in shard 0)."""
+    return f"{ns:02d}" if ns else ""
+
+
 
 def zipf_users(rng: np.random.Generator, n_records: int, n_users: int, s: float = 1.15) -> np.ndarray:
     """User index per record, Zipf-like over n_users (rank k has weight (k + 2) ** -s), shuffled
@@ -388,7 +400,7 @@ def n_sentences(rng: random.Random, mu: float, sigma: float, lo: int = 1, hi: in
 T0 = 1546300800  # 2019-01-01 UTC
 
 
-def gen_reddit(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) -> Dict[str, int]:
+def gen_reddit(out: str, n: int, seed: int, text: Text, counts: Dict[str, int], ns: int = 0) -> Dict[str, int]:
     r = random.Random(seed * 1000 + 1)
     nr = np.random.default_rng(seed * 1000 + 1)
     noise = Noise(r, text, counts)
@@ -421,11 +433,11 @@ def gen_reddit(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
     for i in range(n_sub):
         u = int(users_s[i])
         topic = topics[u % len(topics)]
-        sid = b36(40_000_000 + i * 7)
+        sid = b36(40_000_000 + (i + ns * ID_SPAN) * 7)
         sr = r.choice(SUBREDDITS[topic])
         sub_ids.append(sid)
         sub_sr.append(sr)
-        author = handle(u)
+        author = handle(u + ns * USER_SPAN)
         x = r.random()
         is_self, score, ncom = True, int(nr.zipf(1.8)) + r.randint(0, 3) - 1, r.randint(0, 40)
         title = text.general[int(r.random() * len(text.general))][:-1]
@@ -469,19 +481,19 @@ def gen_reddit(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
     back = nr.geometric(0.002, n_com)
     link_idx = np.maximum(0, sub_pos - back)
     com_ids: List[str] = []
-    spam_accounts = [f"{w}_deals_bot" if k % 2 else f"Promo{w.capitalize()}Official" for k, w in
-                     enumerate(WORDS_HANDLE[:8])]
+    spam_accounts = [(f"{w}_deals_bot" if k % 2 else f"Promo{w.capitalize()}Official") + _suffix(ns)
+                     for k, w in enumerate(WORDS_HANDLE[:8])]
     for j in range(n_com):
         u = int(users_c[j])
         topic = topics[u % len(topics)]
-        cid = b36(600_000_000 + j * 11)
+        cid = b36(600_000_000 + (j + ns * 10 * ID_SPAN) * 11)
         li = int(link_idx[j])
         link = "t3_" + sub_ids[li]
         parent = link
         if com_ids and r.random() < 0.35:
             parent = "t1_" + com_ids[-1 - min(len(com_ids) - 1, int(r.random() * 50))]
             counts["reply_not_top_level"] = counts.get("reply_not_top_level", 0) + 1
-        author = handle(u)
+        author = handle(u + ns * USER_SPAN)
         distinguished = None
         x = r.random()
         if x < 0.02:
@@ -524,7 +536,8 @@ def _csvq(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def gen_twitter(out: str, n: int, seed: int, text: Text, counts: Dict[str, int], per_file: int = 100_000) -> Dict[str, int]:
+def gen_twitter(out: str, n: int, seed: int, text: Text, counts: Dict[str, int], per_file: int = 100_000,
+                ns: int = 0) -> Dict[str, int]:
     r = random.Random(seed * 1000 + 2)
     nr = np.random.default_rng(seed * 1000 + 2)
     noise = Noise(r, text, counts)
@@ -535,7 +548,7 @@ def gen_twitter(out: str, n: int, seed: int, text: Text, counts: Dict[str, int],
     os.makedirs(os.path.join(out, "twitter"), exist_ok=True)
     n_files = 0
     f = None
-    tid = 1467810369
+    tid = 1467810369 + ns * 10 ** 10
     for i in range(n):
         if i % per_file == 0:
             if f:
@@ -544,15 +557,15 @@ def gen_twitter(out: str, n: int, seed: int, text: Text, counts: Dict[str, int],
             n_files += 1
         u = int(users[i])
         topic = topics[u % len(topics)]
-        user = handle(u)
+        user = handle(u + ns * USER_SPAN)
         tid += r.randint(1, 5000)
         x = r.random()
         if x < 0.05:
-            body = f"RT @{handle(int(users[max(0, i - r.randint(1, 500))]))}: " + \
+            body = f"RT @{handle(int(users[max(0, i - r.randint(1, 500))]) + ns * USER_SPAN)}: " + \
                    text.topic[topic][int(r.random() * 6000)]
             counts["retweet"] = counts.get("retweet", 0) + 1
         elif x < 0.065:
-            user = f"Deals{WORDS_HANDLE[r.randrange(8)].capitalize()}Store" if r.random() < 0.5 else user
+            user = f"Deals{WORDS_HANDLE[r.randrange(8)].capitalize()}Store{_suffix(ns)}" if r.random() < 0.5 else user
             body = r.choice(SPAM)
             counts["spam_repeat"] = counts.get("spam_repeat", 0) + 1
         else:
@@ -572,14 +585,14 @@ def gen_twitter(out: str, n: int, seed: int, text: Text, counts: Dict[str, int],
     return {"tweets": n, "files": n_files}
 
 
-def gen_blogger(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) -> Dict[str, int]:
+def gen_blogger(out: str, n: int, seed: int, text: Text, counts: Dict[str, int], ns: int = 0) -> Dict[str, int]:
     r = random.Random(seed * 1000 + 3)
     nr = np.random.default_rng(seed * 1000 + 3)
     noise = Noise(r, text, counts)
     d = os.path.join(out, "blogger")
     os.makedirs(d, exist_ok=True)
     topics = sorted(TOPICS)
-    written, n_files, bid = 0, 0, 1_000_000
+    written, n_files, bid = 0, 0, 1_000_000 + ns * 10 ** 9
     while written < n:
         k = int(min(n - written, max(1, min(400, nr.zipf(1.6) + nr.integers(0, 3)))))  # posts of this blogger
         bid += r.randint(1, 997)
@@ -637,7 +650,7 @@ def _asin(i: int) -> str:
     return "B0" + b36(36**7 + i * 7919).upper()[-8:]
 
 
-def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) -> Dict[str, int]:
+def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int], ns: int = 0) -> Dict[str, int]:
     r = random.Random(seed * 1000 + 4)
     nr = np.random.default_rng(seed * 1000 + 4)
     noise = Noise(r, text, counts)
@@ -647,6 +660,7 @@ def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
     n_users = max(10, n // 4)
     users = zipf_users(nr, n, n_users, s=1.1)
     n_items = max(len(cats), n // 8)
+    assert not ns or n_items < ITEM_SPAN, "a shard's items must fit its namespace"
     item_w = (np.arange(n_items) + 3.0) ** -1.0
     item_w /= item_w.sum()
     items = nr.permutation(n_items)[nr.choice(n_items, size=n, p=item_w)]
@@ -658,10 +672,10 @@ def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
         item = int(items[i])
         cat = cats[item % len(cats)]
         topic = AMAZON_CATS[cat]
-        parent = _asin(item)
+        parent = _asin(item + ns * ITEM_SPAN)
         n_var = 1 + (item % 7 == 0) + (item % 21 == 0)
-        asin = parent if n_var == 1 else _asin(10_000_000 + item * 3 + r.randrange(n_var))
-        uid = _user_id(int(users[i]))
+        asin = parent if n_var == 1 else _asin(10_000_000 + (item + ns * ITEM_SPAN) * 3 + r.randrange(n_var))
+        uid = _user_id(int(users[i]) + ns * USER_SPAN)
         body, _ = noise.body(topic, n_sentences(r, 1.4, 0.8, hi=40))
         obj = {"rating": float(r.choice([1, 2, 3, 4, 4, 5, 5, 5])), "title": text.general[int(r.random() * 30000)][:40],
                "text": body, "images": [], "asin": asin, "parent_asin": parent, "user_id": uid,
@@ -669,7 +683,7 @@ def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
         line = json.dumps(obj).encode("utf-8") + b"\n"
         rev_files[cat].write(line)
         if n_var > 1 and r.random() < 0.08:  # the same review under another variant of the parent item
-            obj["asin"] = _asin(10_000_000 + item * 3 + (r.randrange(n_var - 1) + 1))
+            obj["asin"] = _asin(10_000_000 + (item + ns * ITEM_SPAN) * 3 + (r.randrange(n_var - 1) + 1))
             if obj["asin"] != asin:
                 rev_files[cat].write(json.dumps(obj).encode("utf-8") + b"\n")
                 counts["variant_duplicate"] = counts.get("variant_duplicate", 0) + 1
@@ -688,7 +702,7 @@ def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
                "average_rating": round(3 + (item % 20) / 10, 1), "rating_number": item % 20000,
                "features": [f"{ADJ[(item + k) % 40]} {noun}" for k in range(3)], "description": [],
                "price": round(5 + (item % 300) * 0.97, 2), "store": WORDS_HANDLE[(item // 40) % 40].capitalize(),
-               "categories": [cat.replace("_", " "), noun], "details": {}, "parent_asin": _asin(item)}
+               "categories": [cat.replace("_", " "), noun], "details": {}, "parent_asin": _asin(item + ns * ITEM_SPAN)}
         meta_files[cat].write(json.dumps(obj).encode("utf-8") + b"\n")
         n_meta += 1
     for f in meta_files.values():
@@ -699,38 +713,79 @@ def gen_amazon(out: str, n: int, seed: int, text: Text, counts: Dict[str, int]) 
 MIX = {"reddit": 0.45, "twitter": 0.30, "amazon": 0.15, "blogger": 0.10}
 
 
-def generate(out: str, n: int, seed: int) -> Dict[str, object]:
+def generate(out: str, n: int, seed: int, shards: int = 1) -> Dict[str, object]:
+    """N records under OUT. With ``shards`` > 1, that many independent corpora of N / shards
+    records each (seeds ``seed * 1000 + k``), their users, ids and items in disjoint namespaces,
+    each platform's files of shard k under ``<platform>/s{k}/``: a corpus that grows by adding
+    users and items, not by making its heaviest user and item heavier. The Zipf laws above give
+    the heaviest user and item a fixed share of the records, so in the unsharded corpus they
+    grow with N (bench/README.md, curate Round 22)."""
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    for sub in ("reddit", "twitter", "blogger", "amazon"):  # a rerun replaces, never mixes
+    for sub in ("reddit", "twitter", "blogger", "amazon", "_shard"):  # a rerun replaces, never mixes
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
-    text = Text(random.Random(seed))
-    sizes = {p: int(round(n * f)) for p, f in MIX.items()}
-    sizes["reddit"] += n - sum(sizes.values())
     counts: Dict[str, int] = {}
-    parts = {
-        "reddit": gen_reddit(out, sizes["reddit"], seed, text, counts),
-        "twitter": gen_twitter(out, sizes["twitter"], seed, text, counts),
-        "blogger": gen_blogger(out, sizes["blogger"], seed, text, counts),
-        "amazon": gen_amazon(out, sizes["amazon"], seed, text, counts),
-    }
+    if shards > 1:
+        if shards * ITEM_SPAN > 10_000_000:
+            raise SystemExit(f"gen.py: at most {10_000_000 // ITEM_SPAN} shards")
+        sizes = {p: 0 for p in MIX}
+        parts: Dict[str, Dict[str, int]] = {}
+        per = [n // shards + (k < n % shards) for k in range(shards)]
+        for k, nk in enumerate(per):
+            tmp = os.path.join(out, "_shard")
+            sk, pk = _generate_platforms(tmp, nk, seed * 1000 + k, counts, ns=k)
+            for p in MIX:
+                sizes[p] += sk[p]
+                for key, v in pk[p].items():
+                    parts.setdefault(p, {}).setdefault(key, 0)
+                    parts[p][key] += v
+                if os.path.isdir(os.path.join(tmp, p)):
+                    os.makedirs(os.path.join(out, p), exist_ok=True)
+                    os.replace(os.path.join(tmp, p), os.path.join(out, p, f"s{k:02d}"))
+            shutil.rmtree(tmp, ignore_errors=True)
+            print(f"gen.py: shard {k + 1}/{shards} ({nk:,} records, {time.perf_counter() - t0:.0f} s)", flush=True)
+    else:
+        sizes, parts = _generate_platforms(out, n, seed, counts)
     nbytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(out) for f in fs)
-    manifest = {"n": n, "seed": seed, "records": sizes, "platforms": parts, "injected": dict(sorted(counts.items())),
-                "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 1)}
+    manifest = {"n": n, "seed": seed, "shards": shards, "records": sizes, "platforms": parts,
+                "injected": dict(sorted(counts.items())), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 1)}
     with open(os.path.join(out, "gen.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)
     return manifest
+
+
+def _generate_platforms(out: str, n: int, seed: int, counts: Dict[str, int], ns: int = 0):
+    """One corpus of N records under OUT's platform folders: (records per platform, what each wrote)."""
+    text = Text(random.Random(seed))
+    sizes = {p: int(round(n * f)) for p, f in MIX.items()}
+    sizes["reddit"] += n - sum(sizes.values())
+    parts = {
+        "reddit": gen_reddit(out, sizes["reddit"], seed, text, counts, ns=ns),
+        "twitter": gen_twitter(out, sizes["twitter"], seed, text, counts, ns=ns),
+        "blogger": gen_blogger(out, sizes["blogger"], seed, text, counts, ns=ns),
+        "amazon": gen_amazon(out, sizes["amazon"], seed, text, counts, ns=ns),
+    }
+    return sizes, parts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="records in total (default 1,000,000)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--out", default=None, help="output folder (default bench/out/curate-data/n{N}-s{SEED})")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="independent corpora of N/SHARDS records in disjoint user/id/item namespaces (max 10): "
+                         "the heaviest user and item stay the size of one shard's")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default bench/out/curate-data/n{N}-s{SEED}, -k{SHARDS} when sharded)")
     args = ap.parse_args()
-    out = args.out or os.path.join("bench", "out", "curate-data", f"n{args.n}-s{args.seed}")
-    m = generate(out, args.n, args.seed)
-    print(json.dumps({k: m[k] for k in ("n", "records", "bytes", "seconds")}), flush=True)
+    out = args.out or os.path.join("bench", "out", "curate-data", data_name(args.n, args.seed, args.shards))
+    m = generate(out, args.n, args.seed, args.shards)
+    print(json.dumps({k: m[k] for k in ("n", "shards", "records", "bytes", "seconds")}), flush=True)
+
+
+def data_name(n: int, seed: int, shards: int = 1) -> str:
+    """The corpus folder's name under a data root (run.py's ``ensure_data``)."""
+    return f"n{n}-s{seed}" + (f"-k{shards}" if shards > 1 else "")
 
 
 if __name__ == "__main__":

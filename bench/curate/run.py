@@ -613,7 +613,7 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
 
 def profile_setup(doc: str, name: str, every: float):
     """The shared start of the one-run profilers (memprofile.py, cpuprofile.py): their command
-    line (--n, --seed, --every, --data-root, --out, --driver-components-max-pairs,
+    line (--n, --seed, --shards, --every, --data-root, --out, --driver-components-max-pairs,
     --driver-links-max), the corpus (generated if missing), a fresh
     work folder bench/out/curate-work/{name}-{n}, and the stages' config on them. Returns
     (args, cfg); the profiler runs curate unless ``args.ingest_only``."""
@@ -623,6 +623,9 @@ def profile_setup(doc: str, name: str, every: float):
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shards", type=int, default=1,
+                    help="profile gen.py's sharded corpus (--shards: the heaviest user and item the size of "
+                         "N/SHARDS records' instead of N's)")
     ap.add_argument("--every", type=float, default=every, help="sampling interval, seconds")
     ap.add_argument("--data-root", default=os.path.join(HERE, "..", "out", "curate-data"))
     ap.add_argument("--out", default=None)
@@ -646,7 +649,7 @@ def profile_setup(doc: str, name: str, every: float):
         dedup.DRIVER_COMPONENTS_MAX_PAIRS = args.driver_components_max_pairs  # read on the driver only
     if args.driver_links_max is not None:
         dedup.DRIVER_LINKS_MAX = args.driver_links_max  # read on the driver only
-    data = ensure_data(args.n, args.seed, args.data_root)["path"]
+    data = ensure_data(args.n, args.seed, args.data_root, args.shards)["path"]
     root = os.path.join(HERE, "..", "out", "curate-work", f"{name}-{args.n}")
     if args.keep_ingest:
         for entry in os.listdir(root) if os.path.isdir(root) else []:
@@ -687,16 +690,18 @@ def probe_main(doc: str, script: str, child: Callable[[str], None], option: str,
             json.dump(rows, f, indent=1)
 
 
-def ensure_data(n: int, seed: int, data_root: str) -> Dict[str, Any]:
-    out = os.path.join(data_root, f"n{n}-s{seed}")
+def ensure_data(n: int, seed: int, data_root: str, shards: int = 1) -> Dict[str, Any]:
+    from gen import data_name
+
+    out = os.path.join(data_root, data_name(n, seed, shards))
     manifest = os.path.join(out, "gen.json")
     if os.path.exists(manifest):
         with open(manifest) as fh:
             m = json.load(fh)
-        if m.get("n") == n and m.get("seed") == seed:
+        if m.get("n") == n and m.get("seed") == seed and m.get("shards", 1) == shards:
             return {"path": out, **m}
-    subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "--n", str(n), "--seed", str(seed), "--out", out],
-                   check=True, cwd=REPO)
+    subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "--n", str(n), "--seed", str(seed),
+                    "--shards", str(shards), "--out", out], check=True, cwd=REPO)
     with open(manifest) as fh:
         return {"path": out, **json.load(fh)}
 
