@@ -282,6 +282,11 @@ def _split_kept_slices(drops, fs, quarantine_uri: str, ccfg=None):
     return slices
 
 
+# Give the heap back after the plan and after each group in a timelines partition of several
+# groups (``_timelines_writer``); bench/curate/hotuser.py turns it off for its baseline.
+TIMELINES_TRIM_GROUPS = True
+
+
 def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str, group_rows: int = 0):
     """by_key_partition hook (``batch_format="partition"``): one partition's qualified records
     -> timelines written to data/, the records of rejected users to _quarantine/ (files named by
@@ -304,11 +309,21 @@ def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str, group_rows: int 
             return TIMELINE_COUNT_SCHEMA.empty_table()
         plan = timelines.plan(part.read(timelines.PLAN_COLUMNS), ccfg.min_records_per_user,
                               ccfg.timeline_max_tokens, ccfg)
-        for lo, hi in timelines.groups(plan, group_rows):
+        ranges = timelines.groups(plan, group_rows)
+        # A partition of several groups holds a heavy user: the plan's freed scratch and each
+        # written group's stay in the heap and pile up, group after group, unless given back
+        # (~+11 MB on a 140k-row partition's peak, bench/curate/hotuser.py). One group: the
+        # task's own end-of-task trim is enough.
+        trim = TIMELINES_TRIM_GROUPS and len(ranges) > 1
+        if trim:
+            release_memory()
+        for lo, hi in ranges:
             tl, q = timelines.assemble(plan, lo, hi, lambda rows: part.take(rows, timelines.INPUT_COLUMNS))
             write_part(tl, data_uri, content_name(tl, ["user_id", "chunk", "n_records"], "timelines"))
             write_part(q, quarantine_uri, content_name(q, _IDENTITY, "users"))
             del tl, q
+            if trim:
+                release_memory()
         platforms = sorted(plan.counts)
         return pa.table({"platform": platforms,
                          **{k: [plan.counts[p][k] for p in platforms] for k in ("users", "timelines", "records")}},
