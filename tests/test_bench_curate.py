@@ -59,3 +59,83 @@ def test_memprofile_samples_the_run_from_outside_the_driver(tmp_path):
     assert [c[0] for c in cut] == ["ingest", "record pass", "dedup", "route + timelines"]
     assert all(a[2] == b[1] for a, b in zip(cut, cut[1:])) and cut[-1][2] <= got["phases"]["curate_done"]
     assert "peak PSS by phase" in proc.stdout and "route + timelines" in proc.stdout
+    # memcompare.py cuts ingest at its read and compares runs by their samples' spread too
+    import memcompare
+
+    got2 = dict(got, samples=got["samples"][::2])  # a run with half the samples
+    both = memcompare.compare({"all": got, "half": got2})
+    assert list(both)[:2] == ["ingest read", "ingest joins + final"] and "dedup" in both
+    for ph, by_run in both.items():
+        w = by_run["all"]["window"]
+        assert w == min(by_run["all"]["samples"], by_run["half"]["samples"]), ph
+        for r in by_run.values():
+            assert r["median"] <= r["p90"] <= r["peak"] and r["window_peak_mean"] <= r["peak"], ph
+            assert r["median_by_kind"]["driver"] > 0, ph
+
+
+def test_sharded_corpus_keeps_shards_apart(tmp_path):
+    """gen.py --shards: each shard's users, submissions, tweets, blogs and items are its own (no
+    id in two shards), and the shards' records add up to N, platform by platform."""
+    import csv
+    import glob
+
+    import zstandard
+
+    out = tmp_path / "k3"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "gen.py"), "--n", "9000",
+                           "--seed", "2", "--shards", "3", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = json.loads((out / "gen.json").read_text())
+    assert manifest["shards"] == 3 and sum(manifest["records"].values()) == 9000
+
+    def ids(k):
+        got = {"reddit_user": set(), "reddit_id": set(), "tweet_user": set(), "tweet_id": set(), "blog": set(),
+               "amazon_user": set(), "item": set()}
+        for f in glob.glob(str(out / "reddit" / f"s{k:02d}" / "*")):
+            data = open(f, "rb").read()
+            if f.endswith(".zst"):
+                data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            for line in data.splitlines():
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue  # gen.py's malformed lines
+                got["reddit_id"].add(obj["id"])
+                if obj["author"] not in ("[deleted]", "AutoModerator"):
+                    got["reddit_user"].add(obj["author"])
+        for f in glob.glob(str(out / "twitter" / f"s{k:02d}" / "*.csv")):
+            for row in csv.reader(open(f, newline="", encoding="utf-8")):
+                if len(row) == 6:
+                    got["tweet_id"].add(row[1])
+                    got["tweet_user"].add(row[4])
+        got["blog"] = {os.path.basename(f).split(".")[0] for f in glob.glob(str(out / "blogger" / f"s{k:02d}" / "*"))}
+        for f in glob.glob(str(out / "amazon" / f"s{k:02d}" / "*.jsonl")):
+            for line in open(f, encoding="utf-8"):
+                obj = json.loads(line)
+                got["item"].add(obj["parent_asin"])
+                if "user_id" in obj:
+                    got["amazon_user"].add(obj["user_id"])
+                    got["item"].add(obj["asin"])
+        return got
+
+    shards = [ids(k) for k in range(3)]
+    for key in shards[0]:
+        assert all(s[key] for s in shards), key
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert not shards[a][key] & shards[b][key], (key, a, b)
+
+
+def test_hot_user_bench_runs_and_trim_keeps_the_counts(tmp_path):
+    """bench/curate/hotuser.py at a tiny shape: both arms (heap given back between groups and
+    not) run the stage's timelines reduce on the same partition and keep the same records."""
+    out = tmp_path / "hot.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "hotuser.py"), "--light-rows", "3000",
+                           "--hot", "60000", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())["results"]
+    assert [r["trim"] for r in got] == [False, True]
+    assert got[0]["kept_records"] == got[1]["kept_records"] > 60000 - 1
+    assert all(r["reduce_peak_above_mb"] > 0 for r in got)
