@@ -1,6 +1,7 @@
 """bench/curate/gen.py: a synthetic corpus in the four native formats the ingest readers accept.
 
     python bench/curate/gen.py --n 1000000 --seed 1 --out bench/out/curate-data/n1000000-s1
+    python bench/curate/gen.py --n 10000000 --seed 1 --shards 10   # 10 independent 1M corpora
 
 Writes N records in total (item metadata lines come on top) under OUT:
 
@@ -10,6 +11,8 @@ Writes N records in total (item metadata lines come on top) under OUT:
     blogger/<id>.<gender>.<age>.<industry>.<sign>.xml   Blog Authorship Corpus files (lenient "XML")
     amazon/<Category>.jsonl + amazon/meta_<Category>.jsonl   Amazon Reviews 2023 + item metadata
     gen.json                         what was written and how much of each kind of noise
+
+With ``--shards K`` each platform's files of shard k lie under ``<platform>/s{k}/`` (see ``generate``).
 
 Mix (by records): Reddit 45% (1 submission : 4 comments), Twitter 30%, Amazon 15%, Blogger 10%.
 Users per platform are drawn from a Zipf-like law, so a few users are very active and most have
