@@ -68,24 +68,12 @@ def build(light_rows: int, hot: int, seed: int = 1):
     return timelines.with_plan_columns(tbl.take(pa.array(perm)), CurateConfig())
 
 
-def _reset_hwm() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _hwm_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-
-
 def one(light_rows: int, hot: int, trim: bool) -> dict:
     """Build the partition and measure plan and the whole reduce, in this process."""
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    import hotjoin
+    import psutil
+
     from humanllm_ray import curate
     from humanllm_ray.config import CurateConfig
     from humanllm_ray.curate import timelines
@@ -96,21 +84,21 @@ def one(light_rows: int, hot: int, trim: bool) -> dict:
     tbl = build(light_rows, hot)
     part = curate.TablePartition(tbl)
     dataops.release_memory()
-    before = _rss_mb()
-    _reset_hwm()
+    before = psutil.Process().memory_info().rss / 2**20
+    hotjoin.reset_peak_rss()
     t0 = time.perf_counter()
     p = timelines.plan(part.read(timelines.PLAN_COLUMNS), cfg.min_records_per_user, cfg.timeline_max_tokens, cfg)
     plan_s = time.perf_counter() - t0
-    plan_peak = _hwm_mb() - before
+    plan_peak = hotjoin.peak_rss() / 2**20 - before
     rejected = int((p.rejected >= 0).sum())
     del p
     dataops.release_memory()
     with tempfile.TemporaryDirectory(prefix="hotuser-") as folder:
-        _reset_hwm()
+        hotjoin.reset_peak_rss()
         t0 = time.perf_counter()
         counts = curate._timelines_writer(cfg, os.path.join(folder, "data"), os.path.join(folder, "q"))(part)
         reduce_s = time.perf_counter() - t0
-        reduce_peak = _hwm_mb() - before
+        reduce_peak = hotjoin.peak_rss() / 2**20 - before
     return {"light_rows": light_rows, "hot": hot, "trim": trim, "rows": tbl.num_rows, "rss_before_mb": round(before, 1),
             "plan_peak_above_mb": round(plan_peak, 1), "plan_s": round(plan_s, 2),
             "reduce_peak_above_mb": round(reduce_peak, 1), "reduce_s": round(reduce_s, 2),

@@ -59,12 +59,10 @@ def phases_of(result: dict) -> list:
     return [(INGEST_CUTS[0][1], a, t_read), (INGEST_CUTS[1][1], t_read, t_final)] + cut[1:]
 
 
-def tree(sample: dict) -> float:
-    return float(sum(p["pss_mb"] for p in sample["procs"]))
-
-
 def compare(runs: dict) -> dict:
     """{phase: {run: figures}} for the phases every run has."""
+    from memprofile import _total
+
     cut = {name: {ph: (a, b) for ph, a, b in phases_of(r)} for name, r in runs.items()}
     common = [ph for ph, _a, _b in phases_of(next(iter(runs.values()))) if all(ph in c for c in cut.values())]
     out: dict = {}
@@ -76,7 +74,7 @@ def compare(runs: dict) -> dict:
         w = min(len(v) for v in inside.values())
         out[ph] = {}
         for name, samples in inside.items():
-            x = np.array([tree(s) for s in samples])
+            x = np.array([_total(s, "pss_mb") for s in samples], float)
             wins = [x[i:i + w].max() for i in range(0, len(x) - w + 1, w)]
             per = collections.defaultdict(list)
             for s in samples:

@@ -313,7 +313,8 @@ def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str, group_rows: int 
         # A partition of several groups holds a heavy user: the plan's freed scratch and each
         # written group's stay in the heap and pile up, group after group, unless given back
         # (a 140k-row partition's reduce peaked 55 MB above its start, 42 with this;
-        # bench/curate/hotuser.py). One group: the task's own end-of-task trim is enough.
+        # bench/curate/hotuser.py). One group (any partition without a heavy user): nothing
+        # piles up within the task, and it runs as before.
         trim = TIMELINES_TRIM_GROUPS and len(ranges) > 1
         if trim:
             release_memory()
