@@ -128,6 +128,10 @@ class IngestConfig:
     # the read with the next map (curate's record pass), so this is the unit of parallel work:
     # one big file would run the whole record pass as one task on one core.
     rows_per_file: int = 20_000
+    # Tasks of one operator a Ray worker runs before Ray replaces it with a fresh process (Ray's
+    # max_calls on every Ray Data operator of the stage: dataops.worker_max_tasks; 0: never).
+    # Bounds what a worker's retained heap can grow with, the number of tasks it ran.
+    worker_max_tasks: int = 0
 
 
 @dataclass

@@ -173,6 +173,11 @@ def test_rerun_is_noop(demo):
     ing2, cur2 = _run_both(cfg)
     assert ing2["skipped"] is True and cur2["skipped"] is True
     assert ing2["rows_out"] == ing["rows_out"] and cur2["rows_out"] == cur["rows_out"]
+    # how ingest runs its tasks is not part of what it makes: a different cap is still a no-op
+    from humanllm_ray import ingest
+
+    ing3 = ingest.run(_cfg(root, "ingest.worker_max_tasks=3"))
+    assert ing3["skipped"] is True
 
 
 def _kept_and_quarantined(root: Path):
@@ -842,6 +847,45 @@ def test_retire_idle_workers_makes_the_next_pass_start_on_fresh_processes(ray_lo
     assert retire_idle_workers("a test") == int(ray.cluster_resources()["CPU"])  # one per CPU, distinct
     assert not [p for p in first if alive(p)], "a retired worker was still running when the call returned"
     assert not pids() & first
+
+
+def test_worker_max_tasks_replaces_a_worker_after_n_tasks_and_keeps_the_maps_fused(ray_local, tmp_path):
+    """Within ``worker_max_tasks(n)`` every operator built through dataops runs with Ray's
+    max_calls=n: no worker process runs more than n of its tasks, the file read and the map
+    after it stay one fused operator (equal remote arguments), and the setting ends with the
+    block."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from humanllm_ray.ingest import dataops
+
+    schema = pa.schema([("x", pa.int64())])
+    for i in range(6):
+        pq.write_table(pa.table({"x": [i]}, schema=schema), tmp_path / f"f{i}.parquet")
+
+    def pids(batch: pa.Table) -> pa.Table:
+        return pa.table({"x": batch.column("x"), "pid": np.full(batch.num_rows, os.getpid())})
+
+    def run():
+        ds = dataops.read_parquet_sources([str(tmp_path)], schema).map_batches(
+            pids, batch_format="pyarrow", **dataops.task_args()).materialize()
+        rows = ds.take_all()
+        assert sorted(r["x"] for r in rows) == list(range(6))
+        ops = [line for line in ds.stats().splitlines() if line.startswith("Operator")]
+        assert any("MapBatches(read)->MapBatches(pids)" in op for op in ops), ops
+        per_pid = {}
+        for r in rows:
+            per_pid[r["pid"]] = per_pid.get(r["pid"], 0) + 1
+        return per_pid
+
+    assert dataops.task_args() == {}
+    with dataops.worker_max_tasks(2):
+        assert dataops.task_args() == {"max_calls": 2}
+        capped = run()
+    assert dataops.task_args() == {}
+    assert max(capped.values()) <= 2 and len(capped) >= 3, capped
+    with dataops.worker_max_tasks(0):  # 0: Ray's default, workers are reused
+        assert dataops.task_args() == {}
 
 
 # ----------------------------------------------------------------------------- malformed input

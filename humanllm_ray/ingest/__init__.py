@@ -46,11 +46,13 @@ from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
                       iter_parquet_slices, parquet_file_list, partitions_for, path_stem, per_file_udf,
                       read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context, sum_counts,
-                      tally_dataset, write_part)
+                      tally_dataset, task_args, worker_max_tasks, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
 
+# ingest settings that change how the stage runs, not its output (left out of its fingerprint)
+RUNTIME_ONLY = ("worker_max_tasks",)
 INGEST_VERSION = 1  # bump when reader output changes, so old _SUCCESS markers stop matching
 SKIP_NAMES = ("readme", "license", "manifest", "sources")
 
@@ -260,14 +262,16 @@ def run(cfg: HumanLLMConfig, output_uri: Optional[str] = None) -> Dict[str, Any]
     release_memory()
     fingerprint = {
         "version": INGEST_VERSION,
-        "ingest": to_dict(cfg)["ingest"],
+        # how the work is run, not what it makes: a change does not redo an ingest
+        "ingest": {k: v for k, v in to_dict(cfg)["ingest"].items() if k not in RUNTIME_ONLY},
         "bot_authors": list(cfg.curate.bot_authors),
         "files": files_digest,
     }
 
     def body(sd: stage.StageDir) -> stage.StageResult:
         runtime.init_ray(cfg)
-        with stage_data_context(cfg.run.ray_data_op_reservation, cfg.run.ray_data_tasks_per_cpu):
+        with stage_data_context(cfg.run.ray_data_op_reservation, cfg.run.ray_data_tasks_per_cpu), \
+                worker_max_tasks(cfg.ingest.worker_max_tasks):
             return _ingest(cfg, input_table, sd)
 
     return stage.run_stage("ingest", out_uri, body, fingerprint=fingerprint, inputs=[])
@@ -387,7 +391,8 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     del items  # the bins' file names are in those blocks now; not held in the driver through ingest
     release_memory()  # and the heap they were built in given back (RSS 194 -> 179 MB at 49k files)
     pre = tally_dataset(
-        bins.map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow"),
+        bins.map_batches(_read_to_raw(raw_uri, cfg.ingest.rows_per_file, ctx), batch_size=1, batch_format="pyarrow",
+                         **task_args()),
         ["platform", "_status", "_has_key"])
     log.info("ingest: read %d rows (%.1f s)", sum(pre.values()), time.monotonic() - t0)
 
@@ -415,8 +420,9 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
                 joined = storage.join(scratch, f"joined-{name}")
                 spill(mine, joined, READ_SCHEMA, cfg.ingest.rows_per_file)
                 mine = read_parquet_sources([joined, direct], READ_SCHEMA)
-            recs = mine.filter(expr=col_in("_status", "ok")).map_batches(_set_dedup_key(plat.dedup_key), batch_format="pandas")
-            others = mine.filter(expr=~col_in("_status", "ok"))
+            recs = mine.filter(expr=col_in("_status", "ok"), **task_args()).map_batches(
+                _set_dedup_key(plat.dedup_key), batch_format="pandas", **task_args())
+            others = mine.filter(expr=~col_in("_status", "ok"), **task_args())
             recs = by_key_partition(recs, partitions_for(n_recs, cfg.ingest.rows_per_file, most=4096), plat.dedup,
                                     schema=READ_SCHEMA,
                                     scratch_uri=storage.join(scratch, f"shuffle-dedup-{name}"))
@@ -464,7 +470,8 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     # then one filtered read of every row per output; ~40 s of 85 at 1M records).
     storage.makedirs(sd.data_uri)  # present even when every row was quarantined
     writer = _final_writer(sd.data_uri, sd.quarantine_uri, sd.path("aux"), final_fs)
-    counts = tally_dataset(file_list_dataset(final_files).map_batches(writer, batch_size=1, batch_format="pyarrow"),
+    counts = tally_dataset(file_list_dataset(final_files).map_batches(writer, batch_size=1, batch_format="pyarrow",
+                                                                      **task_args()),
                            ["platform", "_status", "_reason"]) if final_files else {}
     log.info("ingest: final rows written (%.1f s)", time.monotonic() - t0)
     n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")

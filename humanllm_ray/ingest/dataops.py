@@ -87,6 +87,36 @@ class TasksPerCPU(BackpressurePolicy):
         return op.metrics.num_tasks_running < max(2, int(self.per_cpu * cpus))
 
 
+# Ray remote arguments every Ray Data operator a stage builds through this module carries (see
+# :func:`worker_max_tasks`); empty: Ray Data's defaults. Ray Data fuses two maps only when their
+# remote arguments are equal, so a stage sets them once for all its operators, not per map.
+_TASK_ARGS: Dict[str, object] = {}
+
+
+def task_args() -> Dict[str, object]:
+    """The remote arguments the current stage gives its Ray Data operators (``**task_args()``)."""
+    return dict(_TASK_ARGS)
+
+
+@contextlib.contextmanager
+def worker_max_tasks(n: int):
+    """Within this block, every Ray Data operator built here runs its tasks with Ray's
+    ``max_calls=n``: a worker process exits after n tasks of one operator and Ray starts a
+    fresh one (0: never). Why: a long-lived worker keeps the high-water mark of every task it
+    ran (arenas fragment; :func:`release_memory` gives back only whole free pages), so its
+    resident size grew with the number of tasks, that is with the corpus (bench/README.md,
+    curate Rounds 12 and 22). Set on the driver where the Datasets are built (threads building
+    them inside the block share it)."""
+    old = dict(_TASK_ARGS)
+    if n:
+        _TASK_ARGS["max_calls"] = int(n)
+    try:
+        yield
+    finally:
+        _TASK_ARGS.clear()
+        _TASK_ARGS.update(old)
+
+
 _LIBC = None
 
 
@@ -230,7 +260,8 @@ def count_by(ds, cols: List[str]) -> Dict[tuple, int]:
         return pa.Table.from_pandas(g, preserve_index=False)
 
     # select first: only these columns travel through the per-block count tasks
-    return tally_dataset(ds.select_columns(cols).map_batches(part, batch_format="pyarrow"), cols)
+    return tally_dataset(ds.select_columns(cols, **task_args()).map_batches(part, batch_format="pyarrow", **task_args()),
+                         cols)
 
 
 def block_counts(batch: pa.Table, keys: List[str], schema: pa.Schema) -> pa.Table:
@@ -357,8 +388,8 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
     if scratch_uri is not None:
         return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema, map_fn=map_fn)
     if map_fn is not None:
-        ds = ds.map_batches(_concat_udf(map_fn), batch_size=1, batch_format="pyarrow")
-    return ds.map_batches(_part_udf(n, key), batch_format="pyarrow").groupby(
+        ds = ds.map_batches(_concat_udf(map_fn), batch_size=1, batch_format="pyarrow", **task_args())
+    return ds.map_batches(_part_udf(n, key), batch_format="pyarrow", **task_args()).groupby(
         "_part", num_partitions=n
     ).map_groups(call, batch_format="pyarrow" if batch_format == "partition" else batch_format)
 
@@ -656,8 +687,8 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         return out
 
     t0 = time.monotonic()
-    mapped = (ds.map_batches(write_map, batch_size=1, batch_format="pyarrow") if map_fn is not None
-              else ds.map_batches(write_map, batch_format="pyarrow"))
+    mapped = (ds.map_batches(write_map, batch_size=1, batch_format="pyarrow", **task_args()) if map_fn is not None
+              else ds.map_batches(write_map, batch_format="pyarrow", **task_args()))
     shared, los, his, n_rows_total, n_files = gather_shuffle_index(mapped)
     del mapped
 
@@ -684,7 +715,7 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
              scratch_uri.rstrip("/").rsplit("/", 1)[-1], n_rows_total, n_files, len(los), time.monotonic() - t0)
     # one task per partition (batch_size=1: see read_parquet_files for why not more)
     return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        read_reduce, batch_size=1, batch_format="pyarrow")
+        read_reduce, batch_size=1, batch_format="pyarrow", **task_args())
 
 
 # A partition read in parts keeps its slices' compressed bytes between reads up to this size
@@ -855,7 +886,8 @@ def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
     storage.rm(uri)
     path, fs = storage.arrow_fs(uri)
     try:
-        ds.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(rows_per_file)))
+        ds.write_parquet(path, filesystem=fs, max_rows_per_file=max(1, int(rows_per_file)),
+                         ray_remote_args=task_args())
     except FileNotFoundError:
         # Ray 2.60 deletes the folder of a write that wrote no rows, and on S3 there is no
         # folder to delete: nothing to spill, which read_parquet_files reads as empty.
@@ -1004,4 +1036,4 @@ def read_parquet_sources(uris: List[str], schema: pa.Schema):
                   for path in batch.column("path").to_pylist()]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    return file_list_dataset(items).map_batches(read, batch_size=1, batch_format="pyarrow")
+    return file_list_dataset(items).map_batches(read, batch_size=1, batch_format="pyarrow", **task_args())
