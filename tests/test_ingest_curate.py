@@ -192,12 +192,13 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     through scratch files instead of the object store: with tiny files the stages must keep
     exactly the record set and quarantine of the default run, and leave no scratch behind.
     Timeline partitions of ~8 records (many reduce tasks), each built a group of at most 3
-    sorted rows at a time from the map files, give exactly the same timelines."""
+    sorted rows at a time from the map files, give exactly the same timelines. Ingest's workers
+    replaced every 3 tasks of an operator (``ingest.worker_max_tasks``) change nothing either."""
     import pyarrow.parquet as pq
 
     cfg, root, ing, cur = demo
     small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40", "curate.timeline_rows_per_partition=8",
-                 "curate.timeline_group_rows=3")
+                 "curate.timeline_group_rows=3", "ingest.worker_max_tasks=3")
     ing2, cur2 = _run_both(small)
     files = storage.ls_files(str(tmp_path / "ingested" / "data"), suffix=".parquet")
     rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
