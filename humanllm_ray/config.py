@@ -130,13 +130,15 @@ class IngestConfig:
     rows_per_file: int = 20_000
     # Tasks of one operator a Ray worker runs before Ray replaces it with a fresh process (Ray's
     # max_calls on every Ray Data operator ingest builds: dataops.worker_max_tasks; 0: never). A
-    # long-lived worker keeps the high-water mark of the tasks it ran, so it grew with the
-    # corpus: over a 10M-record ingest's joins the two workers' median was 439-452 MB PSS, 374-381
-    # with 64 (1M: 356-388; there a worker hardly reaches 64 tasks of one operator), the whole
-    # tree's median 1,239-1,250 -> 1,174-1,181 MB, its peak 1,320-1,325 -> 1,268-1,274
-    # (bench/README.md curate Round 23). A replacement costs a worker start-up (~1-2 s), and for
-    # that moment the exiting and the new process both hold memory: 32 gave no lower a peak
-    # (1,279), with twice the replacements. The joins took as long (320-322 s against 319).
+    # long-lived worker keeps the high-water mark of the tasks it ran, so it grew with their
+    # number, that is with the corpus. Over a 10M-record ingest's joins (three runs each way)
+    # the two workers' median was 414-452 MB PSS, 374-393 with 64 (1M: 359-388; there a worker
+    # hardly reaches 64 tasks of one operator), the whole tree's median 1,210-1,250 -> 1,174-1,198
+    # MB, its peak 1,283-1,325 -> 1,268-1,283 (bench/README.md curate Round 23). The cost: a
+    # replacement is a worker start-up (~1-2 s), so the 10M joins took 296-322 s against 255-319
+    # (~+13%, ~5% of the ingest), and for that moment the exiting and the new process both hold
+    # memory, which is what the peak now is; 32 gave no lower a peak (1,279) with twice the
+    # replacements.
     worker_max_tasks: int = 64
 
 
