@@ -314,7 +314,7 @@ def _timelines_writer(ccfg, data_uri: str, quarantine_uri: str, group_rows: int 
         # written group's stay in the heap and pile up, group after group, unless given back
         # (a 140k-row partition's reduce peaked 55 MB above its start, 42 with this;
         # bench/curate/hotuser.py). One group (any partition without a heavy user): nothing
-        # piles up within the task, and it runs as before.
+        # piles up within the task, and by_key_partition gives the heap back after this hook.
         trim = TIMELINES_TRIM_GROUPS and len(ranges) > 1
         if trim:
             release_memory()
