@@ -184,6 +184,14 @@ class CurateConfig:
     # retained heap (dataops.retire_idle_workers; bench/README.md curate Round 15). Costs a
     # worker start-up (~1-2 s) per pass.
     retire_workers: bool = True
+    # Tasks of one operator a Ray worker runs in dedup, the drop routing and the timelines
+    # before Ray replaces it with a fresh process (Ray's max_calls on every Ray Data operator
+    # of those passes: dataops.worker_max_tasks; 0: never), as ingest.worker_max_tasks does for
+    # ingest: a long-lived worker keeps the high-water mark of the tasks it ran, and at 10M
+    # records each of these passes' operators runs ~10x the tasks of 1M's. The record pass has
+    # its own cap (worker_max_files). Not part of the stage's fingerprint: it changes how the
+    # passes run, not what they write.
+    worker_max_tasks: int = 0
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 128
     minhash_bands: int = 16

@@ -173,11 +173,13 @@ def test_rerun_is_noop(demo):
     ing2, cur2 = _run_both(cfg)
     assert ing2["skipped"] is True and cur2["skipped"] is True
     assert ing2["rows_out"] == ing["rows_out"] and cur2["rows_out"] == cur["rows_out"]
-    # how ingest runs its tasks is not part of what it makes: a different cap is still a no-op
-    from humanllm_ray import ingest
+    # how the stages run their tasks is not part of what they make: a different cap is still a no-op
+    from humanllm_ray import curate, ingest
 
     ing3 = ingest.run(_cfg(root, "ingest.worker_max_tasks=3"))
     assert ing3["skipped"] is True
+    cur3 = curate.run(_cfg(root, "curate.worker_max_tasks=3"))
+    assert cur3["skipped"] is True
 
 
 def _kept_and_quarantined(root: Path):
@@ -192,13 +194,14 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     through scratch files instead of the object store: with tiny files the stages must keep
     exactly the record set and quarantine of the default run, and leave no scratch behind.
     Timeline partitions of ~8 records (many reduce tasks), each built a group of at most 3
-    sorted rows at a time from the map files, give exactly the same timelines. Ingest's workers
-    replaced every 3 tasks of an operator (``ingest.worker_max_tasks``) change nothing either."""
+    sorted rows at a time from the map files, give exactly the same timelines. Workers replaced
+    every 3 tasks of an operator (``ingest.worker_max_tasks``, ``curate.worker_max_tasks``)
+    change nothing either."""
     import pyarrow.parquet as pq
 
     cfg, root, ing, cur = demo
     small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40", "curate.timeline_rows_per_partition=8",
-                 "curate.timeline_group_rows=3", "ingest.worker_max_tasks=3")
+                 "curate.timeline_group_rows=3", "ingest.worker_max_tasks=3", "curate.worker_max_tasks=3")
     ing2, cur2 = _run_both(small)
     files = storage.ls_files(str(tmp_path / "ingested" / "data"), suffix=".parquet")
     rows = [pq.ParquetFile(f).metadata.num_rows for f in files]

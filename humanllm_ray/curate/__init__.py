@@ -31,7 +31,8 @@ from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
                               content_name, count_by, file_list_dataset, iter_parquet_slices, parquet_file_list,
                               partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
-                              retire_idle_workers, stage_data_context, tally_dataset, write_part)
+                              retire_idle_workers, stage_data_context, tally_dataset, worker_max_tasks,
+                              write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -39,6 +40,9 @@ from .timelines import TIMELINE_SCHEMA
 log = logging.getLogger("humanllm")
 
 CURATE_VERSION = 1
+# Settings that change how the stage runs, not what it writes: left out of its fingerprint,
+# so changing one does not redo a finished curate.
+RUNTIME_ONLY = ("worker_max_tasks",)
 WORK_SCHEMA = pa.schema(
     LOG_RECORD_FIELDS
     + [pa.field("_reason", pa.string()), pa.field("_detail", pa.string()), pa.field("_raw", pa.string()),
@@ -342,10 +346,14 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
     paths = runtime.RunPaths.from_config(cfg)
     in_uri = storage.normalize(input_uri) if input_uri else paths.ingested
     out_uri = output_uri or paths.curated
-    fingerprint = {"version": CURATE_VERSION, "curate": to_dict(cfg)["curate"]}
+    fingerprint = {"version": CURATE_VERSION,
+                   "curate": {k: v for k, v in to_dict(cfg)["curate"].items() if k not in RUNTIME_ONLY}}
 
     def body(sd: stage.StageDir) -> stage.StageResult:
-        with stage_data_context(cfg.run.ray_data_op_reservation, cfg.run.ray_data_tasks_per_cpu):
+        # Every operator built in the stage runs its tasks with max_calls=curate.worker_max_tasks,
+        # except the record pass's, which passes its own (curate.worker_max_files).
+        with stage_data_context(cfg.run.ray_data_op_reservation, cfg.run.ray_data_tasks_per_cpu), \
+                worker_max_tasks(cfg.curate.worker_max_tasks):
             return _curate(cfg, in_uri, sd)
 
     return stage.run_stage("curate", out_uri, body, fingerprint=fingerprint, inputs=[in_uri])

@@ -40,7 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import by_key_partition, mix64, partitions_for, read_parquet_files, release_memory, write_part
+from ..ingest.dataops import (by_key_partition, mix64, partitions_for, read_parquet_files, release_memory, task_args,
+                              write_part)
 
 log = logging.getLogger("humanllm")
 
@@ -248,7 +249,7 @@ def step_writer(step: str, out_uri: str):
 def run_step(edges_uri: str, n_edges: int, step: str, out_uri: str, shuffle_uri: str) -> Dict[str, int]:
     """One step over the edge files under ``edges_uri``; its edges go to ``out_uri``."""
     rows = n_edges * (2 if step == "large" else 1)
-    adj = read_parquet_files(edges_uri, EDGE_SCHEMA).map_batches(adjacency_udf(step), batch_format="pyarrow")
+    adj = read_parquet_files(edges_uri, EDGE_SCHEMA).map_batches(adjacency_udf(step), batch_format="pyarrow", **task_args())
     storage.rm(out_uri)
     counts = by_key_partition(adj, partitions_for(rows, ROWS_PER_PARTITION), step_writer(step, out_uri), key="_key",
                               batch_format="pyarrow", scratch_uri=shuffle_uri).take_all()
@@ -266,7 +267,7 @@ def star_edges(pairs_uri: str, n_pairs: int, scratch_uri: str) -> Tuple[str, int
     first = storage.join(scratch_uri, "edges-0")
     storage.rm(first)
     read_parquet_files(pairs_uri, PAIR_SCHEMA).map_batches(
-        _edges_writer(first), batch_format="pyarrow").materialize()
+        _edges_writer(first), batch_format="pyarrow", **task_args()).materialize()
     current, n_edges, n_verified = first, n_pairs, -1
     for rnd in range(1, MAX_ROUNDS + 1):
         changed = 0

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from .. import storage
 from ..ingest.dataops import (by_key_partition, by_slices, mix64, partitions_for, read_parquet_files,
-                              release_memory, retire_idle_workers, spill)
+                              release_memory, retire_idle_workers, spill, task_args)
 from . import components
 from .clean import normalize_for_hash
 
@@ -272,7 +272,7 @@ def _candidate_count(links) -> int:
     def count(batch: pa.Table) -> pa.Table:
         return pa.table({"n": [int(pc.sum(batch.column("n")).as_py() or 0)]})
 
-    return sum(int(r["n"]) for r in links.map_batches(count, batch_format="pyarrow").take_all())
+    return sum(int(r["n"]) for r in links.map_batches(count, batch_format="pyarrow", **task_args()).take_all())
 
 
 def _distinct_links(links) -> Tuple[np.ndarray, np.ndarray, int]:
@@ -413,7 +413,7 @@ def _join_rows_from_files(signatures_uri: str, links_uri: str):
         return join_signature_rows(pq.read_table(path, filesystem=fs, columns=SIG_SCHEMA.names).cast(SIG_SCHEMA))
 
     return file_list_dataset(sig_paths + link_paths).map_batches(per_file_udf(one_file, JOIN_SCHEMA), batch_size=1,
-                                                                 batch_format="pyarrow")
+                                                                 batch_format="pyarrow", **task_args())
 
 
 def link_join_fn(part: pa.Table) -> pa.Table:
@@ -602,14 +602,14 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
         sig = signatures
     else:
         sig = ds.select_columns(UID_COLUMNS + ["timestamp", "platform", "kind", "title", "text"]).map_batches(
-            signatures_udf(num_perm, ORD_MASK), batch_format="pyarrow"
+            signatures_udf(num_perm, ORD_MASK), batch_format="pyarrow", **task_args()
         )
         if scratch_uri:
             signatures_uri = storage.join(scratch_uri, "signatures")
             sig = spill(sig, signatures_uri, SIG_SCHEMA, ccfg.rows_per_file)
         else:
             sig = sig.materialize()
-    band_rows = sig.map_batches(bands_udf(num_perm, bands, KEY_MASK), batch_format="pyarrow")
+    band_rows = sig.map_batches(bands_udf(num_perm, bands, KEY_MASK), batch_format="pyarrow", **task_args())
     n_keys = max(1, n_rows) * (bands + 1)
     edges = by_key_partition(band_rows, partitions_for(n_keys, BAND_ROWS_PER_PARTITION), edges_fn, key="bkey",
                              scratch_uri=storage.join(scratch_uri, "bands") if scratch_uri else None)
@@ -652,7 +652,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
 
             if ray.is_initialized():
                 shared = ray.put(shared)
-        to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow")
+        to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow", **task_args())
     else:
         # Past DRIVER_LINKS_MAX the same verify rows come from a shuffle join of the links
         # with every signature row, by ord, so the driver never holds the links.
@@ -661,8 +661,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
         if scratch_uri and signatures_uri:
             joined = _join_rows_from_files(signatures_uri, links_uri)
         else:
-            joined = sig.map_batches(join_signature_rows, batch_format="pyarrow").union(
-                links.map_batches(join_link_rows, batch_format="pyarrow"))
+            joined = sig.map_batches(join_signature_rows, batch_format="pyarrow", **task_args()).union(
+                links.map_batches(join_link_rows, batch_format="pyarrow", **task_args()))
         to_verify = by_key_partition(joined, partitions_for(n_rows + 2 * n_links, VERIFY_ROWS_PER_PARTITION),
                                      link_join_fn, key="_jkey", batch_format="pyarrow",
                                      scratch_uri=storage.join(scratch_uri, "link-join") if scratch_uri else None)
@@ -763,7 +763,7 @@ def _drops_in_workers(pairs_uri: str, n_pairs: int, scratch_uri: str, n_candidat
     drops_uri = storage.join(scratch_uri, "drops")
     storage.rm(drops_uri)
     counts = read_parquet_files(final, components.EDGE_SCHEMA).map_batches(
-        _drop_piece_writer(drops_uri), batch_format="pyarrow").take_all()
+        _drop_piece_writer(drops_uri), batch_format="pyarrow", **task_args()).take_all()
     n_dropped = sum(int(r["dropped"]) for r in counts)
     n_exact = sum(int(r["exact"]) for r in counts)
     pieces = storage.ls_files(drops_uri, suffix=".parquet") if n_dropped else []
