@@ -188,10 +188,15 @@ class CurateConfig:
     # before Ray replaces it with a fresh process (Ray's max_calls on every Ray Data operator
     # of those passes: dataops.worker_max_tasks; 0: never), as ingest.worker_max_tasks does for
     # ingest: a long-lived worker keeps the high-water mark of the tasks it ran, and at 10M
-    # records each of these passes' operators runs ~10x the tasks of 1M's. The record pass has
-    # its own cap (worker_max_files). Not part of the stage's fingerprint: it changes how the
-    # passes run, not what they write.
-    worker_max_tasks: int = 0
+    # records each of these passes' operators runs ~10x the tasks of 1M's. With 64, a 10M
+    # curate's dedup sat at 1.00-1.02x of 1M's by median (round 21, without: 1.12x), its two
+    # workers' median 303 MB against 1M's 328-345 (without: 348 against 314), and the whole
+    # curate's peak at 1.03-1.07x of 1M's (without: 1.10x); dedup was no slower than the
+    # round-21 run scaled by the two runs' record passes (bench/README.md curate Round 24; no
+    # 10M run without it in the same session). At 1M a worker hardly reaches 64 tasks of one
+    # operator. The record pass has its own cap (worker_max_files). Not part of the stage's
+    # fingerprint: it changes how the passes run, not what they write.
+    worker_max_tasks: int = 64
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 128
     minhash_bands: int = 16
