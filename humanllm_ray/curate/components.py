@@ -249,7 +249,8 @@ def step_writer(step: str, out_uri: str):
 def run_step(edges_uri: str, n_edges: int, step: str, out_uri: str, shuffle_uri: str) -> Dict[str, int]:
     """One step over the edge files under ``edges_uri``; its edges go to ``out_uri``."""
     rows = n_edges * (2 if step == "large" else 1)
-    adj = read_parquet_files(edges_uri, EDGE_SCHEMA).map_batches(adjacency_udf(step), batch_format="pyarrow", **task_args())
+    adj = read_parquet_files(edges_uri, EDGE_SCHEMA).map_batches(adjacency_udf(step), batch_format="pyarrow",
+                                                                 **task_args())
     storage.rm(out_uri)
     counts = by_key_partition(adj, partitions_for(rows, ROWS_PER_PARTITION), step_writer(step, out_uri), key="_key",
                               batch_format="pyarrow", scratch_uri=shuffle_uri).take_all()
