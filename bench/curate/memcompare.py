@@ -56,6 +56,8 @@ def phases_of(result: dict) -> list:
     t_final = next((m["t"] for m in marks if m["msg"].startswith(INGEST_CUTS[1][0])), None)
     if t_read is None or t_final is None:
         return cut
+    # runs saved before session 34 have marks rounded to 0.1 s, which can land just past the phase's end
+    t_read, t_final = min(t_read, b), min(t_final, b)
     return [(INGEST_CUTS[0][1], a, t_read), (INGEST_CUTS[1][1], t_read, t_final)] + cut[1:]
 
 

@@ -156,7 +156,9 @@ class _Marks:
 
         self.t0, self.marks = t0, []
         self.handler = logging.Handler()
-        self.handler.emit = lambda r: self.marks.append({"t": round(r.created - self.t0, 1), "msg": r.getMessage()})
+        # Not rounded: a phase's end (``phases``) is taken unrounded right after its last log line,
+        # and a mark rounded up past it (9.95 -> 10.0 against 9.98) put that line after its phase.
+        self.handler.emit = lambda r: self.marks.append({"t": r.created - self.t0, "msg": r.getMessage()})
 
 
 def main() -> None:
