@@ -184,6 +184,11 @@ class CurateConfig:
     # retained heap (dataops.retire_idle_workers; bench/README.md curate Round 15). Costs a
     # worker start-up (~1-2 s) per pass.
     retire_workers: bool = True
+    # ... but only for a curate of at least this many input records: below it a pass's
+    # retained heap is a few MB, and the worker start-ups the retiring costs were half of the
+    # demo corpus's curate (6.6 of 12.7 s for 312 records). Every measured run (100k to 10M) is
+    # above it.
+    retire_workers_min_records: int = 50_000
     # Tasks of one operator a Ray worker runs in dedup, the drop routing and the timelines
     # before Ray replaces it with a fresh process (Ray's max_calls on every Ray Data operator
     # of those passes: dataops.worker_max_tasks; 0: never), as ingest.worker_max_tasks does for

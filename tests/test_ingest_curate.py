@@ -195,13 +195,15 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     exactly the record set and quarantine of the default run, and leave no scratch behind.
     Timeline partitions of ~8 records (many reduce tasks), each built a group of at most 3
     sorted rows at a time from the map files, give exactly the same timelines. Workers replaced
-    every 3 tasks of an operator (``ingest.worker_max_tasks``, ``curate.worker_max_tasks``)
-    change nothing either."""
+    every 3 tasks of an operator (``ingest.worker_max_tasks``, ``curate.worker_max_tasks``),
+    and idle workers retired between curate's passes (by default only from 50k records), change
+    nothing either."""
     import pyarrow.parquet as pq
 
     cfg, root, ing, cur = demo
     small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40", "curate.timeline_rows_per_partition=8",
-                 "curate.timeline_group_rows=3", "ingest.worker_max_tasks=3", "curate.worker_max_tasks=3")
+                 "curate.timeline_group_rows=3", "ingest.worker_max_tasks=3", "curate.worker_max_tasks=3",
+                 "curate.retire_workers_min_records=0")
     ing2, cur2 = _run_both(small)
     files = storage.ls_files(str(tmp_path / "ingested" / "data"), suffix=".parquet")
     rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
@@ -210,6 +212,8 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     assert _kept_and_quarantined(tmp_path) == _kept_and_quarantined(root)
     for key in ("rows_out", "rows_quarantined", "by_reason", "users", "timelines", "dedup"):
         assert cur2[key] == cur[key], key
+    # the demo's ~300 records are below curate.retire_workers_min_records: no pass retired workers
+    assert cur["workers_retired"] == 0 and cur2["workers_retired"] >= 3 * 2, (cur, cur2)
 
     def timelines_of(d):
         return sorted((t["user_id"], t["chunk"], [r["record_id"] for r in t["records"]])

@@ -32,7 +32,7 @@ from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts,
                               content_name, count_by, file_list_dataset, iter_parquet_slices, parquet_file_list,
                               partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
                               retire_idle_workers, stage_data_context, tally_dataset, worker_max_tasks,
-                              write_part)
+                              workers_retired, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -42,7 +42,7 @@ log = logging.getLogger("humanllm")
 CURATE_VERSION = 1
 # Settings that change how the stage runs, not what it writes: left out of its fingerprint,
 # so changing one does not redo a finished curate.
-RUNTIME_ONLY = ("worker_max_tasks",)
+RUNTIME_ONLY = ("worker_max_tasks", "retire_workers_min_records")
 WORK_SCHEMA = pa.schema(
     LOG_RECORD_FIELDS
     + [pa.field("_reason", pa.string()), pa.field("_detail", pa.string()), pa.field("_raw", pa.string()),
@@ -364,6 +364,16 @@ def _ingested_files(in_uri: str):
     return parquet_file_list([storage.join(in_uri, "data")])
 
 
+def _input_records(in_uri: str, unknown: int) -> int:
+    """The ingested records under ``in_uri`` as its ``_report.json`` counts them (``unknown``
+    where it has none: input written by something other than the ingest stage)."""
+    report = storage.join(in_uri, "_report.json")
+    try:
+        return int(storage.read_json(report)["rows_out"]) if storage.exists(report) else unknown
+    except (KeyError, TypeError, ValueError):
+        return unknown
+
+
 def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.StageResult:
     ccfg = cfg.curate
     files, fs = _ingested_files(in_uri)
@@ -383,7 +393,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     hold = hold if storage.exists(hold) else None
     # Each pass starts on fresh Ray workers (curate.retire_workers): one that ran ingest, or the
     # pass before, keeps that pass's retained heap (dataops.retire_idle_workers).
-    if ccfg.retire_workers:
+    retired_before = workers_retired()
+    retire = ccfg.retire_workers and _input_records(in_uri, ccfg.retire_workers_min_records) >= \
+        ccfg.retire_workers_min_records
+    if retire:
         retire_idle_workers("curate's record pass")
     # One task per ingested file (batch_size=1), which it streams: see _record_pass_writer. A
     # worker is replaced after curate.worker_max_files files, so its retained heap is bounded by
@@ -406,8 +419,9 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # 2. duplicates among the records that passed
     drops: List[Any] = []
     dedup_stats: Dict[str, int] = {}
+    retire = ccfg.retire_workers and n_in >= ccfg.retire_workers_min_records
     if n_pass > 1:
-        if ccfg.retire_workers:
+        if retire:
             retire_idle_workers("dedup")
         drops, dedup_stats = dedup.find_duplicates(None, ccfg, n_pass, scratch_uri=storage.join(scratch, "dedup"),
                                                    signatures=read_parquet_files(signatures_uri, dedup.SIG_SCHEMA),
@@ -426,7 +440,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     release_memory()  # the driver's drop table, routed (~10 MB at 1M records)
 
     n_kept = n_pass - n_dropped
-    if ccfg.retire_workers:
+    if retire:
         retire_idle_workers("the timelines")
     # the records scratch streamed file by file (one task each; see _split_kept_slices)
     work_files, work_fs = parquet_file_list([records_uri])
@@ -479,6 +493,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         by_platform=by_platform,
         extra={"users": sum(user_counts.values()), "timelines": n_timelines, "dedup": dedup_stats, "nodes": nodes,
                "record_pass_files": len(files), "record_pass_workers": n_workers,
+               "workers_retired": workers_retired() - retired_before,
                "schema": [f"{f.name}:{f.type}" for f in TIMELINE_SCHEMA]},
     )
 

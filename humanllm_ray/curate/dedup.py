@@ -630,7 +630,8 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
     if n_links == 0:
         log.info("dedup: 0 candidate links")
         return [], {"candidate_links": 0, "verified_links": 0}
-    if scratch_uri and ccfg.retire_workers:
+    retire = ccfg.retire_workers and n_rows >= ccfg.retire_workers_min_records
+    if scratch_uri and retire:
         # the links' reduce held the biggest partitions of dedup (their rows per record grow
         # with the corpus's duplicates): the verification starts on fresh workers
         retire_idle_workers("dedup's verification")
@@ -681,7 +682,7 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
         n_pairs = _parquet_rows(pairs_uri)
         log.info("dedup: %d verified row pairs (%s)", n_pairs, _mem())
         if n_pairs > DRIVER_COMPONENTS_MAX_PAIRS:
-            if ccfg.retire_workers:
+            if retire:
                 retire_idle_workers("dedup's components")
             return _drops_in_workers(pairs_uri, n_pairs, storage.join(scratch_uri, "components"), n_candidates)
         verified = read_parquet_files(pairs_uri, PAIR_SCHEMA)

@@ -142,6 +142,12 @@ def release_memory() -> None:
 
 _RETIRE = None
 _AWAIT_EXIT = None
+_RETIRED = 0  # worker processes retire_idle_workers made exit in this driver, for the stages' reports
+
+
+def workers_retired() -> int:
+    """How many worker processes :func:`retire_idle_workers` has retired in this driver so far."""
+    return _RETIRED
 
 
 def _retire_task(hold_s: float) -> int:
@@ -197,7 +203,7 @@ def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.
 
     if not ray.is_initialized():
         return 0
-    global _RETIRE, _AWAIT_EXIT
+    global _RETIRE, _AWAIT_EXIT, _RETIRED
     t0 = time.monotonic()
     if _RETIRE is None:
         _RETIRE = ray.remote(max_calls=1, num_cpus=0, max_retries=0)(_retire_task)
@@ -219,6 +225,7 @@ def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.
     n = sum(len(p) for p in pids.values())
     log.info("ray: %d worker processes retired before %s%s (%.1f s)", n, before,
              f", {left} still exiting after {timeout_s:.0f} s" if left else "", time.monotonic() - t0)
+    _RETIRED += n - left
     return n - left
 
 
