@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -78,105 +79,69 @@ def test_cli_help_lists_every_stage():
         assert stage in proc.stdout
 
 
-_POOL_PROBE = """
-import json, sys
+_RAY_PROBE = """
+import json, logging, sys
+import psutil
 import pyarrow as pa
 import ray
 from humanllm_ray import runtime
 from humanllm_ray.config import load_config
 
-cfg = load_config(overrides=["run.num_cpus=1"] + sys.argv[1:])
-runtime.init_ray(cfg)
+runtime.init_ray(load_config(overrides=["run.num_cpus=1"] + sys.argv[1:]))
 
 @ray.remote
-def worker_pool():
+def in_a_worker():
     import pyarrow as pa
-    return pa.default_memory_pool().backend_name
+    return pa.default_memory_pool().backend_name, logging.getLogger(runtime._TRAIN_PG_CLEANER_LOGGER).level
 
-print(json.dumps({"driver": pa.default_memory_pool().backend_name, "worker": ray.get(worker_pool.remote())}))
+names = ("gcs_server", "raylet/raylet")
+ray_procs = [p for p in psutil.Process().children(recursive=True) if any(n in " ".join(p.cmdline()) for n in names)]
+pool, cleaner_level = ray.get(in_a_worker.remote())
+print(json.dumps({
+    "driver_pool": pa.default_memory_pool().backend_name, "worker_pool": pool, "cleaner_level": cleaner_level,
+    "ray_procs": len(ray_procs),
+    "env": {var: sorted({p.environ().get(var) for p in ray_procs}, key=str)
+            for var in ("RAY_task_events_max_num_task_in_gcs", "RAY_enable_metrics_collection")},
+}))
 ray.shutdown()
 """
 
 
-@pytest.mark.parametrize("override,want", [([], "system"), (["run.arrow_memory_pool=jemalloc"], "jemalloc"),
-                                           (["run.arrow_memory_pool=null"], "mimalloc")])
-def test_run_arrow_memory_pool_reaches_the_driver_and_the_ray_workers(tmp_path, override, want):
-    """run.arrow_memory_pool is Arrow's pool in the driver and in the workers init_ray starts
-    (default: the system allocator, which release_memory's malloc_trim can give back); null
-    leaves pyarrow's own default (mimalloc)."""
+# One local Ray per case, each checking every run.* setting init_ray hands to Ray (a Ray start
+# is ~11 s of a loaded CI run; one per setting and value took 9 of them).
+@pytest.mark.parametrize("override,want", [
+    ([], {"pool": "system", "task_events": "1000", "metrics": "0"}),
+    (["run.arrow_memory_pool=jemalloc", "run.ray_task_events_max=2500", "run.ray_metrics=true"],
+     {"pool": "jemalloc", "task_events": "2500", "metrics": None}),
+    (["run.arrow_memory_pool=null", "run.ray_task_events_max=null"],
+     {"pool": "mimalloc", "task_events": None, "metrics": "0"}),
+], ids=["defaults", "set", "null"])
+def test_run_settings_reach_the_local_ray_and_its_workers(tmp_path, override, want):
+    """What init_ray starts gets the run.* settings:
+    - run.arrow_memory_pool is Arrow's pool in the driver and in the workers (default: the
+      system allocator, which release_memory's malloc_trim can give back; null leaves
+      pyarrow's own default, mimalloc);
+    - the GCS keeps the task events of run.ray_task_events_max tasks (null: Ray's own default,
+      nothing set);
+    - the GCS and raylet (and so the workers) collect no metrics unless run.ray_metrics is on
+      (then nothing is set: Ray's default, on);
+    - a local Ray serves no State API (no dashboard), so Ray Train's placement-group cleaner
+      would warn every second of training: init_ray's worker setup hook raises that logger to
+      ERROR in each worker it starts (checked in one)."""
     import json
 
-    env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "RAY_ADDRESS")}
-    proc = subprocess.run([sys.executable, "-c", _POOL_PROBE, *override], capture_output=True, text=True,
+    drop = ("ARROW_DEFAULT_MEMORY_POOL", "RAY_ADDRESS", "RAY_task_events_max_num_task_in_gcs",
+            "RAY_enable_metrics_collection")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    proc = subprocess.run([sys.executable, "-c", _RAY_PROBE, *override], capture_output=True, text=True,
                           timeout=300, cwd=str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got == {"driver": want, "worker": want}
-
-
-_RAY_ENV_PROBE = """
-import json, sys
-import psutil
-import ray
-from humanllm_ray import runtime
-from humanllm_ray.config import load_config
-
-runtime.init_ray(load_config(overrides=["run.num_cpus=1"] + sys.argv[2:]))
-names = ("gcs_server", "raylet/raylet")
-ray_procs = [p for p in psutil.Process().children(recursive=True) if any(n in " ".join(p.cmdline()) for n in names)]
-print(json.dumps(sorted({p.environ().get(sys.argv[1]) for p in ray_procs}, key=str) if ray_procs else "no gcs/raylet"))
-ray.shutdown()
-"""
-
-
-def _local_ray_env(tmp_path, var: str, override) -> list:
-    """The values of ``var`` in the environment of the GCS and raylet that init_ray starts."""
-    import json
-
-    env = {k: v for k, v in os.environ.items() if k not in (var, "RAY_ADDRESS")}
-    proc = subprocess.run([sys.executable, "-c", _RAY_ENV_PROBE, var, *override], capture_output=True, text=True,
-                          timeout=300, cwd=str(tmp_path), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.parametrize("override,want", [([], "1000"), (["run.ray_task_events_max=2500"], "2500"),
-                                           (["run.ray_task_events_max=null"], None)])
-def test_run_ray_task_events_max_reaches_the_gcs_of_the_local_ray(tmp_path, override, want):
-    """The GCS of the Ray that init_ray starts keeps the task events of run.ray_task_events_max
-    tasks (null: Ray's own default, nothing set)."""
-    assert _local_ray_env(tmp_path, "RAY_task_events_max_num_task_in_gcs", override) == [want]
-
-
-@pytest.mark.parametrize("override,want", [([], "0"), (["run.ray_metrics=true"], None)])
-def test_run_ray_metrics_reaches_the_local_ray(tmp_path, override, want):
-    """The GCS and raylet of the Ray that init_ray starts (and so its workers) collect no
-    metrics unless run.ray_metrics is on (then nothing is set: Ray's default, on)."""
-    assert _local_ray_env(tmp_path, "RAY_enable_metrics_collection", override) == [want]
-
-
-_HOOK_PROBE = """
-import logging
-import ray
-from humanllm_ray import runtime
-from humanllm_ray.config import load_config
-
-runtime.init_ray(load_config(overrides=["run.num_cpus=1"]))
-level = ray.get(ray.remote(lambda: logging.getLogger(runtime._TRAIN_PG_CLEANER_LOGGER).level).remote())
-print("LEVEL", level)
-ray.shutdown()
-"""
-
-
-def test_local_ray_workers_keep_the_train_pg_cleaners_warnings_quiet(tmp_path):
-    """A local Ray serves no State API (no dashboard), so Ray Train's placement-group cleaner
-    would warn every second of training; init_ray's worker setup hook raises that logger to
-    ERROR in each worker it starts (checked in one)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run([sys.executable, "-c", _HOOK_PROBE], capture_output=True, text=True, timeout=300,
-                          cwd=str(tmp_path), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "LEVEL 40" in proc.stdout, proc.stdout[-2000:]
+    assert got["ray_procs"] >= 2, got  # a GCS and a raylet were found
+    assert got["driver_pool"] == got["worker_pool"] == want["pool"], got
+    assert got["env"] == {"RAY_task_events_max_num_task_in_gcs": [want["task_events"]],
+                          "RAY_enable_metrics_collection": [want["metrics"]]}, got
+    assert got["cleaner_level"] == logging.ERROR, got
 
 
 def test_run_ray_task_events_max_rejects_a_non_positive_cap():
