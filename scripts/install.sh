@@ -55,7 +55,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # the best version across all indexes (uv's default takes the first index that has a package).
 uv_args=()
 if [ "${HUMANLLM_INSTALLER:-uv}" != pip ] && pip install -q uv >/dev/null 2>&1 && python -m uv --version >/dev/null 2>&1; then
-  uv_args=(--python "$(command -v python)" --index-strategy unsafe-best-match)
+  # --compile-bytecode: pip writes every module's .pyc at install time, uv does not by
+  # default; where PYTHONDONTWRITEBYTECODE is set (it is on these machines) nothing writes them
+  # later either, so every Python process, each Ray worker among them, compiled its imports
+  # from source: `import ray.train.torch` 6.9 s instead of 3.1, a ZeRO-3 train test 94 s instead of 46.
+  uv_args=(--python "$(command -v python)" --index-strategy unsafe-best-match --compile-bytecode)
   while IFS= read -r line; do
     key=${line%%=*}; key=${key##*.}; val=${line#*=}; val=${val#\'}; val=${val%\'}
     for v in $val; do
