@@ -9,8 +9,8 @@
 #
 # The packages go in with uv (`uv pip install`, installed into the venv first) with the same
 # indexes, find-links and constraints pip is configured with, because it installs the locked
-# set in ~10 s where pip took ~2.5 min on a 2-core machine; the versions are the same. If uv
-# cannot be installed or fails, pip does it. HUMANLLM_INSTALLER=pip skips uv.
+# set, bytecode compiled, in ~40 s where pip took ~2.5-3 min on a 2-core machine; the versions
+# are the same. If uv cannot be installed or fails, pip does it. HUMANLLM_INSTALLER=pip skips uv.
 #
 # torch comes first and is pinned through a constraints file: on a CPU machine a bare
 # `pip install ray[train] deepspeed ...` would otherwise pull a multi-GB CUDA build.
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --unlocked) unlocked=1 ;;
     --vllm) vllm=1 ;;
     --venv) shift; venv="${1:?--venv needs a folder}" ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
