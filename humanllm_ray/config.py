@@ -187,7 +187,7 @@ class CurateConfig:
     # ... but only for a curate of at least this many input records: below it a pass's
     # retained heap is a few MB, and the worker start-ups the retiring costs were half of the
     # demo corpus's curate (6.6 of 12.7 s for 312 records). Every measured run (100k to 10M) is
-    # above it.
+    # above it. Dedup's verification and components count the records that reach dedup instead.
     retire_workers_min_records: int = 50_000
     # Tasks of one operator a Ray worker runs in dedup, the drop routing and the timelines
     # before Ray replaces it with a fresh process (Ray's max_calls on every Ray Data operator
