@@ -11,17 +11,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_bench_pair_runs_and_both_paths_agree(tmp_path):
+    """A pair at 3k records; --set reaches the stages (idle workers retired between curate's
+    passes at 3k records, where by default that starts at 50k)."""
     out = tmp_path / "pair.json"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "run.py"), "--sizes", "3000",
                            "--ceiling-repeats", "0", "--data-root", str(tmp_path / "data"),
-                           "--work", str(tmp_path / "work"), "--out", str(out)],
+                           "--work", str(tmp_path / "work"), "--out", str(out),
+                           "--set", "curate.retire_workers_min_records=0"],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    size = json.loads(out.read_text())["sizes"][0]
+    result = json.loads(out.read_text())
+    assert result["set"] == ["curate.retire_workers_min_records=0"]
+    size = result["sizes"][0]
     assert size["check"]["same"] is True, size["check"]
     assert {r["mode"] for r in size["runs"]} == {"ray", "local"}
     ray_run = next(r for r in size["runs"] if r["mode"] == "ray")
     assert ray_run["curate"]["rows_out"] > 0 and ray_run["curate"]["dedup"]["candidate_links"] > 0
+    assert ray_run["curate"]["workers_retired"] > 0
 
 
 def test_shuffle_index_replay_runs_both_layouts(tmp_path):

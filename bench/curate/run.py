@@ -2,7 +2,7 @@
 peak memory at two input sizes, and records/s per core for each step.
 
     python bench/curate/run.py [--sizes 100000 1000000] [--seed 1] [--repeats 1] [--local-sizes N ...]
-                               [--ceiling-repeats 3] [--out bench/out/curate.json]
+                               [--ceiling-repeats 3] [--set KEY=VALUE ...] [--out bench/out/curate.json]
     python bench/curate/run.py --merge A.json B.json ... --out bench/out/curate.json   # combine rounds
 
 For each size the corpus is generated once (``gen.py``, cached under bench/out/curate-data/), then
@@ -203,6 +203,7 @@ def _cfg(data: str, root: str, *overrides: str):
     ov = [f"run.root={root}", "ingest.use_demo_corpus=false", "run.progress=false", "run.num_cpus=2"]
     if os.environ.get("BENCH_ARROW_POOL"):  # --arrow-pool, for both paths' children
         ov.append(f"run.arrow_memory_pool={os.environ['BENCH_ARROW_POOL']}")
+    ov += json.loads(os.environ.get("BENCH_SET", "[]"))  # --set, for both paths' children
     for p in PLATFORMS:
         d = os.path.join(data, p)
         ov.append(f"ingest.sources.{p}=[{d}]" if os.path.isdir(d) else f"ingest.sources.{p}=[]")
@@ -475,7 +476,7 @@ def child_ray(data: str, root: str) -> Dict[str, Any]:
             "ingest": {k: rep_i.get(k) for k in ("rows_in", "rows_out", "rows_quarantined", "rows_merged", "seconds")},
             "curate": {**{k: rep_c.get(k) for k in ("rows_in", "rows_out", "rows_quarantined", "by_reason", "seconds")},
                        "users": rep_c.get("users"), "timelines": rep_c.get("timelines"), "dedup": rep_c.get("dedup"),
-                       "kept_digest": summary["kept_digest"], "summary": summary}}
+                       "workers_retired": rep_c.get("workers_retired"), "kept_digest": summary["kept_digest"], "summary": summary}}
 
 
 # ============================================================================ parent
@@ -795,6 +796,8 @@ def main() -> None:
                     help="cap the Ray path's object store (run.object_store_memory_mb); default: Ray's 30%% of RAM")
     ap.add_argument("--arrow-pool", choices=["system", "mimalloc", "jemalloc"], default=None,
                     help="run.arrow_memory_pool for both paths (default: the config's)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="config overrides for both paths (e.g. ingest.worker_max_tasks=0 curate.worker_max_tasks=0)")
     ap.add_argument("--merge", nargs="+", help="combine result files of earlier runs into --out and print the table")
     ap.add_argument("--ceiling-repeats", type=int, default=3,
                     help="alone/pair runs of the 2-process ceiling measurement (0: skip)")
@@ -830,7 +833,10 @@ def main() -> None:
         os.environ["BENCH_OBJECT_STORE_MB"] = str(args.object_store_mb)
     if args.arrow_pool:
         os.environ["BENCH_ARROW_POOL"] = args.arrow_pool
+    if args.set:
+        os.environ["BENCH_SET"] = json.dumps(args.set)
     results: Dict[str, Any] = {"object_store_mb": args.object_store_mb, "arrow_pool": args.arrow_pool,
+                               "set": args.set,
                                "machine": {"cpus": os.cpu_count(), "ray_num_cpus": 2,
                                            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
                                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": []}
