@@ -203,10 +203,10 @@ def _cfg(data: str, root: str, *overrides: str):
     ov = [f"run.root={root}", "ingest.use_demo_corpus=false", "run.progress=false", "run.num_cpus=2"]
     if os.environ.get("BENCH_ARROW_POOL"):  # --arrow-pool, for both paths' children
         ov.append(f"run.arrow_memory_pool={os.environ['BENCH_ARROW_POOL']}")
-    ov += json.loads(os.environ.get("BENCH_SET", "[]"))  # --set, for both paths' children
     for p in PLATFORMS:
         d = os.path.join(data, p)
         ov.append(f"ingest.sources.{p}=[{d}]" if os.path.isdir(d) else f"ingest.sources.{p}=[]")
+    ov += json.loads(os.environ.get("BENCH_SET", "[]"))  # --set, for both paths' children: after the defaults above, so it wins
     cfg = load_config(overrides=ov + list(overrides))
     # the stages' Arrow pool and the GCS's task-event cap, as init_ray sets them, for the Ray
     # each child starts itself
