@@ -476,7 +476,8 @@ def child_ray(data: str, root: str) -> Dict[str, Any]:
             "ingest": {k: rep_i.get(k) for k in ("rows_in", "rows_out", "rows_quarantined", "rows_merged", "seconds")},
             "curate": {**{k: rep_c.get(k) for k in ("rows_in", "rows_out", "rows_quarantined", "by_reason", "seconds")},
                        "users": rep_c.get("users"), "timelines": rep_c.get("timelines"), "dedup": rep_c.get("dedup"),
-                       "workers_retired": rep_c.get("workers_retired"), "kept_digest": summary["kept_digest"], "summary": summary}}
+                       "workers_retired": rep_c.get("workers_retired"), "record_pass_workers": rep_c.get("record_pass_workers"),
+                       "pass_seconds": rep_c.get("pass_seconds"), "kept_digest": summary["kept_digest"], "summary": summary}}
 
 
 # ============================================================================ parent
@@ -605,6 +606,8 @@ def run_child(mode: str, data: str, root: str) -> Dict[str, Any]:
         "process_wall_s": wall, "peak_rss_mb": s.peak_rss / 2**20, "peak_pss_mb": s.peak_pss / 2**20,
         "peak_processes": s.peak_procs, "at_peak_pss_top": s.at_peak, "timeline": s.timeline,
         "cpu_s_by_process": s.cpu_by_name(), "tree_cpu_s_approx": sum(s.cpu.values()),
+        # distinct processes the sampler saw (each replaced Ray worker is a new one)
+        "processes_seen": len(s.names),
         "load_1min": {"start": load0[0], "mean": sum(s.load) / max(1, len(s.load)), "max": max(s.load or [0.0]),
                       "end": os.getloadavg()[0]},
     })
