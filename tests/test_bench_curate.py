@@ -12,12 +12,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_bench_pair_runs_and_both_paths_agree(tmp_path):
     """A pair at 3k records; --set reaches the stages (idle workers retired between curate's
-    passes at 3k records, where by default that starts at 50k)."""
+    passes at 3k records, where by default that starts at 50k); the machine speed probe runs
+    before and after each child, and the Ray run reports curate's time by pass."""
     out = tmp_path / "pair.json"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "curate", "run.py"), "--sizes", "3000",
                            "--ceiling-repeats", "0", "--data-root", str(tmp_path / "data"),
                            "--work", str(tmp_path / "work"), "--out", str(out),
-                           "--set", "curate.retire_workers_min_records=0"],
+                           "--probe-repeats", "1", "--set", "curate.retire_workers_min_records=0"],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -28,6 +29,16 @@ def test_bench_pair_runs_and_both_paths_agree(tmp_path):
     ray_run = next(r for r in size["runs"] if r["mode"] == "ray")
     assert ray_run["curate"]["rows_out"] > 0 and ray_run["curate"]["dedup"]["candidate_links"] > 0
     assert ray_run["curate"]["workers_retired"] > 0
+    passes = ray_run["curate"]["pass_seconds"]
+    assert passes["record_pass"] > 0 and 0 < sum(passes.values()) <= ray_run["curate"]["seconds"] + 0.05, passes
+    # driver, raylet, GCS and at least the two workers of each retired-and-restarted pass
+    assert ray_run["processes_seen"] > 5
+    first, second = size["runs"]
+    assert first["probe_before_s"] > 0 and second["probe_after_s"] > 0
+    assert first["probe_after_s"] == second["probe_before_s"]  # one probe between the two runs
+    probe = size["probe"]
+    assert abs(probe["speedup_at_ray_speed"] * probe["local_over_ray"] - size["speedup"]) < 1e-9
+    assert "machine speed probe" in proc.stdout
 
 
 def test_shuffle_index_replay_runs_both_layouts(tmp_path):

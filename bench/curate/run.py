@@ -2,7 +2,8 @@
 peak memory at two input sizes, and records/s per core for each step.
 
     python bench/curate/run.py [--sizes 100000 1000000] [--seed 1] [--repeats 1] [--local-sizes N ...]
-                               [--ceiling-repeats 3] [--set KEY=VALUE ...] [--out bench/out/curate.json]
+                               [--ceiling-repeats 3] [--probe-repeats 3] [--set KEY=VALUE ...]
+                               [--out bench/out/curate.json]
     python bench/curate/run.py --merge A.json B.json ... --out bench/out/curate.json   # combine rounds
 
 For each size the corpus is generated once (``gen.py``, cached under bench/out/curate-data/), then
@@ -34,6 +35,11 @@ The 2-process ceiling (after the largest size): the record pass, the dominant st
 of the corpus, run alone and then as two copies at once (1 BLAS thread each). 2 x alone / pair
 wall is the most any 2-CPU parallel run can gain over one process on this machine at that moment
 (two vCPUs of a shared host are not two free cores).
+
+The machine speed probe (``--probe-repeats``, default 3): the same 12k-record record pass, alone,
+before the first child of a size and after each child. A shared host's speed drifts between the
+two halves of a pair; the probes around each run say by how much, and the table prints the
+speed-up with the local run scaled to the ray run's machine speed beside the measured one.
 """
 
 from __future__ import annotations
@@ -413,16 +419,21 @@ def child_ceiling(data: str, n_records: int = 12000) -> Dict[str, Any]:
     return {"records": recs.num_rows, "wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c}
 
 
+def _launch_ceiling_child(data: str, work: str, tag: str):
+    """(result path, process) of one ``--child ceiling`` run (the 12k-record record pass)."""
+    os.makedirs(work, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    res = os.path.join(work, f"ceiling-{tag}.json")
+    return res, subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", "ceiling", "--data", data,
+                                  "--root", work, "--result", res], cwd=REPO, env=env)
+
+
 def measure_ceiling(data: str, work: str, repeats: int = 3) -> Dict[str, Any]:
     """Speed-up two processes get over one on this machine for the record pass (alone vs two
     copies at once, 1 BLAS thread each): the most any 2-CPU parallel run can reach here."""
-    os.makedirs(work, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
     def launch(tag):
-        res = os.path.join(work, f"ceiling-{tag}.json")
-        return res, subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", "ceiling", "--data", data,
-                                      "--root", work, "--result", res], cwd=REPO, env=env)
+        return _launch_ceiling_child(data, work, tag)
 
     def read(res):
         with open(res) as fh:
@@ -443,6 +454,37 @@ def measure_ceiling(data: str, work: str, repeats: int = 3) -> Dict[str, Any]:
                      "speedup_2proc": 2 * alone["wall_s"] / pair_wall, "records": alone["records"], "load_1min": load})
     sp = sorted(r["speedup_2proc"] for r in rows)
     return {"runs": rows, "median_speedup_2proc": sp[len(sp) // 2], "min": sp[0], "max": sp[-1]}
+
+
+def speed_probe(data: str, work: str, repeats: int) -> Dict[str, Any]:
+    """The machine's speed now: the 12k-record record pass in one process, ``repeats`` times
+    (median wall). The pair's two halves run ~10-20 minutes apart on a shared host whose speed
+    drifts: one session's probes took 5.3-7.1 s a minute apart, and its single-process 1M run
+    took 1,223 s where the session before's took 863-877 on the same code. A probe before and
+    after each child says how fast the machine was around it, so a ratio can be read against
+    the drift instead of taken as the code's."""
+    walls = []
+    for _ in range(repeats):
+        res, proc = _launch_ceiling_child(data, work, "probe")
+        proc.wait()
+        with open(res) as fh:
+            walls.append(json.load(fh)["wall_s"])
+    return {"wall_s": sorted(walls)[len(walls) // 2], "runs": walls}
+
+
+def probe_adjustment(runs: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The probes around the ray and the local runs (each run: the mean of the probe before and
+    the probe after it), and the speed-up with the local time scaled to the ray run's machine
+    speed: an estimate, printed beside the measured ratio, never instead of it."""
+    def around(mode):
+        xs = [(r["probe_before_s"] + r["probe_after_s"]) / 2 for r in runs
+              if r["mode"] == mode and r.get("probe_before_s") and r.get("probe_after_s")]
+        return sorted(xs)[len(xs) // 2] if xs else None
+
+    ray_p, loc_p = around("ray"), around("local")
+    if not (ray_p and loc_p):
+        return None
+    return {"ray_probe_s": ray_p, "local_probe_s": loc_p, "local_over_ray": loc_p / ray_p}
 
 
 # ============================================================================ Ray path
@@ -530,7 +572,9 @@ class TreeSampler:
                 per.append((p.name()[:60], round(mi.rss / 2**20), round(getattr(mi, "pss", mi.rss) / 2**20)))
                 ct = p.cpu_times()
                 self.cpu[p.pid] = ct.user + ct.system
-                if p.pid not in self.names:
+                # a Ray worker is "python" until it names itself (setproctitle): look again
+                # until it has, or all of its CPU is booked to "python"
+                if self.names.get(p.pid, "python").startswith("python"):
                     nm = p.name()[:40]
                     # task workers rename themselves per task: one role for all of them
                     self.names[p.pid] = nm if not nm.startswith("ray::") or "Actor" in nm or "Agent" in nm \
@@ -760,6 +804,12 @@ def fmt_table(results: Dict[str, Any]) -> str:
         if "speedup" in size:
             out.append(f"n={size['n']:,}: speed-up ray/local = {size['speedup']:.2f}x (goal >= 1.8x); Ray CPU "
                        f"{size['cpu_overhead']:.2f}x the single process's; same output: {size['check']['same']}")
+        if "probe" in size:
+            p = size["probe"]
+            out.append(f"   machine speed probe (12k-record record pass, one process): {p['ray_probe_s']:.2f} s around "
+                       f"the ray run, {p['local_probe_s']:.2f} s around the local run ({p['local_over_ray']:.2f}x); "
+                       f"speed-up with the local run scaled to the ray run's machine speed: "
+                       f"{p['speedup_at_ray_speed']:.2f}x (an estimate)")
         if "ceiling" in size:
             c = size["ceiling"]
             out.append(f"   2-process ceiling on this machine (record pass alone vs two copies at once): "
@@ -804,6 +854,8 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", help="combine result files of earlier runs into --out and print the table")
     ap.add_argument("--ceiling-repeats", type=int, default=3,
                     help="alone/pair runs of the 2-process ceiling measurement (0: skip)")
+    ap.add_argument("--probe-repeats", type=int, default=3,
+                    help="runs of the machine speed probe before and after each child (median; 0: no probe)")
     ap.add_argument("--child", choices=["ray", "local", "ceiling"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -848,6 +900,8 @@ def main() -> None:
         print(f"== n={n:,}: {data['bytes'] / 2**20:.0f} MiB of input in {data['path']}", flush=True)
         runs = []
         with_local = args.local_sizes is None or n in args.local_sizes
+        probe_dir = os.path.join(args.work, "probe")
+        probe = speed_probe(data["path"], probe_dir, args.probe_repeats) if args.probe_repeats else None
         for rep in range(args.repeats):
             order = ["ray", "local"] if rep % 2 == 0 else ["local", "ray"]
             for mode in order:
@@ -855,9 +909,14 @@ def main() -> None:
                     continue
                 r = run_child(mode, data["path"], os.path.join(args.work, f"{mode}-n{n}"))
                 r["repeat"] = rep
+                if probe:  # the probe after one child is the probe before the next
+                    r["probe_before_s"] = probe["wall_s"]
+                    probe = speed_probe(data["path"], probe_dir, args.probe_repeats)
+                    r["probe_after_s"] = probe["wall_s"]
                 runs.append(r)
                 print(f"   {mode:5s} pipeline {r['pipeline_s']:7.1f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
-                      f"PSS {r['peak_pss_mb']:7.0f} MB  load {r['load_1min']['mean']:.1f}  kept {r['curate']['rows_out']:,}",
+                      f"PSS {r['peak_pss_mb']:7.0f} MB  load {r['load_1min']['mean']:.1f}  kept {r['curate']['rows_out']:,}"
+                      + (f"  probe {r['probe_before_s']:.1f} -> {r['probe_after_s']:.1f} s" if probe else ""),
                       flush=True)
         ray_runs = [r for r in runs if r["mode"] == "ray"]
         loc_runs = [r for r in runs if r["mode"] == "local"]
@@ -869,6 +928,10 @@ def main() -> None:
         if loc_runs:
             entry["speedup"] = med([r["pipeline_s"] for r in loc_runs]) / med([r["pipeline_s"] for r in ray_runs])
             entry["cpu_overhead"] = ray_cpu / med([r["cpu_s"] for r in loc_runs])
+            adj = probe_adjustment(runs)
+            if adj:
+                adj["speedup_at_ray_speed"] = entry["speedup"] / adj["local_over_ray"]
+                entry["probe"] = adj
             entry["check"] = check = compare(ray_runs[0], loc_runs[0])
             loc = loc_runs[0]
             entry["steps"] = step_rates(loc, loc["ingest"]["rows_in"])
