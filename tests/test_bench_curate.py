@@ -34,10 +34,11 @@ def test_bench_pair_runs_and_both_paths_agree(tmp_path):
     # driver, raylet, GCS and at least the two workers of each retired-and-restarted pass
     assert ray_run["processes_seen"] > 5
     first, second = size["runs"]
-    assert first["probe_before_s"] > 0 and second["probe_after_s"] > 0
-    assert first["probe_after_s"] == second["probe_before_s"]  # one probe between the two runs
+    assert first["probe_s_before"] > 0 and second["probe_s_after"] > 0 and first["ceiling_after"] > 0
+    assert first["probe_s_after"] == second["probe_s_before"]  # one probe between the two runs
     probe = size["probe"]
     assert abs(probe["speedup_at_ray_speed"] * probe["local_over_ray"] - size["speedup"]) < 1e-9
+    assert abs(probe["efficiency"] * probe["ray_ceiling"] - probe["speedup_at_ray_speed"]) < 1e-9
     assert "machine speed probe" in proc.stdout
 
 

@@ -36,10 +36,11 @@ of the corpus, run alone and then as two copies at once (1 BLAS thread each). 2 
 wall is the most any 2-CPU parallel run can gain over one process on this machine at that moment
 (two vCPUs of a shared host are not two free cores).
 
-The machine speed probe (``--probe-repeats``, default 3): the same 12k-record record pass, alone,
-before the first child of a size and after each child. A shared host's speed drifts between the
-two halves of a pair; the probes around each run say by how much, and the table prints the
-speed-up with the local run scaled to the ray run's machine speed beside the measured one.
+The machine speed probe (``--probe-repeats``, default 3): the same measurement as the ceiling
+(alone, then two copies at once), before the first child of a size and after each child. A shared
+host's speed drifts between the two halves of a pair; the probes around each run say by how much,
+and the table prints beside the measured speed-up the speed-up with the local run scaled to the
+ray run's machine speed, and that as a share of the 2-process speed-up around the ray run.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -457,34 +459,37 @@ def measure_ceiling(data: str, work: str, repeats: int = 3) -> Dict[str, Any]:
 
 
 def speed_probe(data: str, work: str, repeats: int) -> Dict[str, Any]:
-    """The machine's speed now: the 12k-record record pass in one process, ``repeats`` times
-    (median wall). The pair's two halves run ~10-20 minutes apart on a shared host whose speed
-    drifts: one session's probes took 5.3-7.1 s a minute apart, and its single-process 1M run
-    took 1,223 s where the session before's took 863-877 on the same code. A probe before and
-    after each child says how fast the machine was around it, so a ratio can be read against
+    """The machine's speed now: the 12k-record record pass in one process and as two copies at
+    once (``measure_ceiling``), ``repeats`` times: the median alone wall is the single process's
+    speed, the median 2-process speed-up the most two processes got at that moment. The pair's
+    two halves run ~10-20 minutes apart on a shared host whose speed drifts: one session's
+    single-process 1M run took 1,126-1,247 s where the session before's took 863-877 on the
+    same code, and its 2-process speed-up swung 1.40-2.61x within a minute. Probes before and
+    after each child say how fast the machine was around it, so a ratio can be read against
     the drift instead of taken as the code's."""
-    walls = []
-    for _ in range(repeats):
-        res, proc = _launch_ceiling_child(data, work, "probe")
-        proc.wait()
-        with open(res) as fh:
-            walls.append(json.load(fh)["wall_s"])
-    return {"wall_s": sorted(walls)[len(walls) // 2], "runs": walls}
+    got = measure_ceiling(data, work, repeats)
+    walls = sorted(r["alone_wall_s"] for r in got["runs"])
+    return {"wall_s": walls[len(walls) // 2], "ceiling": got["median_speedup_2proc"], "runs": got["runs"]}
 
 
-def probe_adjustment(runs: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The probes around the ray and the local runs (each run: the mean of the probe before and
-    the probe after it), and the speed-up with the local time scaled to the ray run's machine
-    speed: an estimate, printed beside the measured ratio, never instead of it."""
-    def around(mode):
-        xs = [(r["probe_before_s"] + r["probe_after_s"]) / 2 for r in runs
-              if r["mode"] == mode and r.get("probe_before_s") and r.get("probe_after_s")]
-        return sorted(xs)[len(xs) // 2] if xs else None
+def probe_adjustment(runs: List[Dict[str, Any]], speedup: float) -> Optional[Dict[str, Any]]:
+    """Read the measured speed-up against the probes around the two runs (each run: the mean of
+    the probe before and the probe after it). A single process's time scales with the alone
+    probe's wall, so ``speedup_at_ray_speed`` is the speed-up with the local time scaled to the
+    machine speed around the ray run; divided by the 2-process speed-up around the ray run, it
+    gives ``efficiency``: the share of what two processes could gain then that Ray got.
+    Estimates from ~5 s probes, printed beside the measured ratio, never instead of it."""
+    def around(mode, key):
+        xs = [(r[f"{key}_before"] + r[f"{key}_after"]) / 2 for r in runs
+              if r["mode"] == mode and r.get(f"{key}_before") and r.get(f"{key}_after")]
+        return statistics.median(xs) if xs else None
 
-    ray_p, loc_p = around("ray"), around("local")
-    if not (ray_p and loc_p):
+    ray_p, loc_p, ray_c = around("ray", "probe_s"), around("local", "probe_s"), around("ray", "ceiling")
+    if not (ray_p and loc_p and ray_c):
         return None
-    return {"ray_probe_s": ray_p, "local_probe_s": loc_p, "local_over_ray": loc_p / ray_p}
+    at_ray_speed = speedup * ray_p / loc_p
+    return {"ray_probe_s": ray_p, "local_probe_s": loc_p, "local_over_ray": loc_p / ray_p,
+            "speedup_at_ray_speed": at_ray_speed, "ray_ceiling": ray_c, "efficiency": at_ray_speed / ray_c}
 
 
 # ============================================================================ Ray path
@@ -809,7 +814,8 @@ def fmt_table(results: Dict[str, Any]) -> str:
             out.append(f"   machine speed probe (12k-record record pass, one process): {p['ray_probe_s']:.2f} s around "
                        f"the ray run, {p['local_probe_s']:.2f} s around the local run ({p['local_over_ray']:.2f}x); "
                        f"speed-up with the local run scaled to the ray run's machine speed: "
-                       f"{p['speedup_at_ray_speed']:.2f}x (an estimate)")
+                       f"{p['speedup_at_ray_speed']:.2f}x, {p['efficiency']:.0%} of the 2-process speed-up around "
+                       f"the ray run ({p['ray_ceiling']:.2f}x) (estimates)")
         if "ceiling" in size:
             c = size["ceiling"]
             out.append(f"   2-process ceiling on this machine (record pass alone vs two copies at once): "
@@ -855,7 +861,7 @@ def main() -> None:
     ap.add_argument("--ceiling-repeats", type=int, default=3,
                     help="alone/pair runs of the 2-process ceiling measurement (0: skip)")
     ap.add_argument("--probe-repeats", type=int, default=3,
-                    help="runs of the machine speed probe before and after each child (median; 0: no probe)")
+                    help="alone/pair runs of the machine speed probe before and after each child (median; 0: none)")
     ap.add_argument("--child", choices=["ray", "local", "ceiling"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -910,17 +916,20 @@ def main() -> None:
                 r = run_child(mode, data["path"], os.path.join(args.work, f"{mode}-n{n}"))
                 r["repeat"] = rep
                 if probe:  # the probe after one child is the probe before the next
-                    r["probe_before_s"] = probe["wall_s"]
+                    r["probe_s_before"], r["ceiling_before"] = probe["wall_s"], probe["ceiling"]
                     probe = speed_probe(data["path"], probe_dir, args.probe_repeats)
-                    r["probe_after_s"] = probe["wall_s"]
+                    r["probe_s_after"], r["ceiling_after"] = probe["wall_s"], probe["ceiling"]
                 runs.append(r)
                 print(f"   {mode:5s} pipeline {r['pipeline_s']:7.1f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
                       f"PSS {r['peak_pss_mb']:7.0f} MB  load {r['load_1min']['mean']:.1f}  kept {r['curate']['rows_out']:,}"
-                      + (f"  probe {r['probe_before_s']:.1f} -> {r['probe_after_s']:.1f} s" if probe else ""),
+                      + (f"  probe {r['probe_s_before']:.1f} -> {r['probe_s_after']:.1f} s, 2-process "
+                         f"{r['ceiling_before']:.2f} -> {r['ceiling_after']:.2f}x" if probe else ""),
                       flush=True)
         ray_runs = [r for r in runs if r["mode"] == "ray"]
         loc_runs = [r for r in runs if r["mode"] == "local"]
-        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        # the median (of an even count, the mean of the middle two: with --repeats 2 the ABBA
+        # order's two runs of each path count alike, where the upper one took the larger)
+        med = statistics.median
         entry: Dict[str, Any] = {"n": n, "input": {k: data[k] for k in ("records", "bytes", "injected", "platforms")},
                                  "runs": runs, "check": {"same": None}}
         ray_cpu = med([r["tree_cpu_s_approx"] for r in ray_runs])
@@ -928,9 +937,8 @@ def main() -> None:
         if loc_runs:
             entry["speedup"] = med([r["pipeline_s"] for r in loc_runs]) / med([r["pipeline_s"] for r in ray_runs])
             entry["cpu_overhead"] = ray_cpu / med([r["cpu_s"] for r in loc_runs])
-            adj = probe_adjustment(runs)
+            adj = probe_adjustment(runs, entry["speedup"])
             if adj:
-                adj["speedup_at_ray_speed"] = entry["speedup"] / adj["local_over_ray"]
                 entry["probe"] = adj
             entry["check"] = check = compare(ray_runs[0], loc_runs[0])
             loc = loc_runs[0]
