@@ -463,8 +463,10 @@ def speed_probe(data: str, work: str, repeats: int) -> Dict[str, Any]:
     once (``measure_ceiling``), ``repeats`` times: the median alone wall is the single process's
     speed, the median 2-process speed-up the most two processes got at that moment. The pair's
     two halves run ~10-20 minutes apart on a shared host whose speed drifts: one session's
-    single-process 1M run took 1,126-1,247 s where the session before's took 863-877 on the
-    same code, and its 2-process speed-up swung 1.40-2.61x within a minute. Probes before and
+    single-process 1M run took 1,028-1,247 s where the session before's took 863-877 on the
+    same code, and its 2-process speed-up swung 1.40-2.61x within a minute. A probe is a point
+    sample of ~5-15 s: at 300k its single-process wall went 7.5 -> 4.8 s across a 188 s run, and
+    the estimate it gave (efficiency 111%) overshot, so it flags drift; it does not correct it. Probes before and
     after each child say how fast the machine was around it, so a ratio can be read against
     the drift instead of taken as the code's."""
     got = measure_ceiling(data, work, repeats)
