@@ -214,11 +214,10 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
         assert cur2[key] == cur[key], key
     # the demo's ~300 records are below curate.retire_workers_min_records: no pass retired workers
     assert cur["workers_retired"] == 0 and cur2["workers_retired"] >= 3 * 2, (cur, cur2)
-    # the report times each pass; together they are the stage's time, less its setup
+    # the report names each pass's time (speed itself is measured in bench/curate, not here)
     for rep in (cur, cur2):
         assert set(rep["pass_seconds"]) == {"record_pass", "dedup", "drop_route", "timelines", "accounting"}
-        assert all(v >= 0 for v in rep["pass_seconds"].values())
-        assert 0 < sum(rep["pass_seconds"].values()) <= rep["seconds"] + 0.05, rep
+        assert all(isinstance(v, float) and v >= 0 for v in rep["pass_seconds"].values()), rep
 
     def timelines_of(d):
         return sorted((t["user_id"], t["chunk"], [r["record_id"] for r in t["records"]])

@@ -434,9 +434,6 @@ def measure_ceiling(data: str, work: str, repeats: int = 3) -> Dict[str, Any]:
     """Speed-up two processes get over one on this machine for the record pass (alone vs two
     copies at once, 1 BLAS thread each): the most any 2-CPU parallel run can reach here."""
 
-    def launch(tag):
-        return _launch_ceiling_child(data, work, tag)
-
     def read(res):
         with open(res) as fh:
             return json.load(fh)
@@ -444,10 +441,10 @@ def measure_ceiling(data: str, work: str, repeats: int = 3) -> Dict[str, Any]:
     rows = []
     for _ in range(repeats):
         load = os.getloadavg()[0]
-        res, p = launch("alone")
+        res, p = _launch_ceiling_child(data, work, "alone")
         p.wait()
         alone = read(res)
-        (ra, pa_), (rb, pb) = launch("a"), launch("b")
+        (ra, pa_), (rb, pb) = _launch_ceiling_child(data, work, "a"), _launch_ceiling_child(data, work, "b")
         pa_.wait()
         pb.wait()
         a, b = read(ra), read(rb)
@@ -464,11 +461,11 @@ def speed_probe(data: str, work: str, repeats: int) -> Dict[str, Any]:
     speed, the median 2-process speed-up the most two processes got at that moment. The pair's
     two halves run ~10-20 minutes apart on a shared host whose speed drifts: one session's
     single-process 1M run took 1,028-1,247 s where the session before's took 863-877 on the
-    same code, and its 2-process speed-up swung 1.40-2.61x within a minute. A probe is a point
-    sample of ~5-15 s: at 300k its single-process wall went 7.5 -> 4.8 s across a 188 s run, and
-    the estimate it gave (efficiency 111%) overshot, so it flags drift; it does not correct it. Probes before and
-    after each child say how fast the machine was around it, so a ratio can be read against
-    the drift instead of taken as the code's."""
+    same code, and its 2-process speed-up swung 1.40-2.61x within a minute. Probes before and
+    after each child say how fast the machine was around it, so a ratio can be read against the
+    drift instead of taken as the code's. A probe is a point sample of ~5-15 s: at 300k its
+    single-process wall went 7.5 -> 4.8 s across a 188 s run, and the estimate it gave
+    (efficiency 111%) overshot, so it flags drift; it does not correct it."""
     got = measure_ceiling(data, work, repeats)
     walls = sorted(r["alone_wall_s"] for r in got["runs"])
     return {"wall_s": walls[len(walls) // 2], "ceiling": got["median_speedup_2proc"], "runs": got["runs"]}

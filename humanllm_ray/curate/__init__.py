@@ -416,8 +416,15 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     log.info("curate: record pass: %d records, %d passed the record rules, %d files on %d worker processes "
              "(%.1f s)", n_in, n_pass, len(files), n_workers, time.monotonic() - t0)
     # wall seconds of each pass, in the report: which pass a slower run lost its time in
-    pass_seconds = {"record_pass": round(time.monotonic() - t0, 2)}
-    t_pass = time.monotonic()
+    pass_seconds: Dict[str, float] = {}
+    t_pass = [t0]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        pass_seconds[name] = round(now - t_pass[0], 2)
+        t_pass[0] = now
+
+    lap("record_pass")
 
     # 2. duplicates among the records that passed
     drops: List[Any] = []
@@ -432,8 +439,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     n_dropped = dedup.dropped_count(dedup_stats)
     release_memory()  # the driver's share of dedup (links, pairs, components) is done with
     log.info("curate: duplicates: %d of %d dropped (%.1f s)", n_dropped, n_pass, time.monotonic() - t0)
-    pass_seconds["dedup"] = round(time.monotonic() - t_pass, 2)
-    t_pass = time.monotonic()
+    lap("dedup")
 
     # 3. the records scratch read once more: rejected records to _quarantine/, qualified ones
     # shuffled by user into partitions of about timeline_rows_per_partition records, each cut
@@ -443,8 +449,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     routed = drop_route.route_drops(drops, n_dropped, signatures_uri, storage.join(scratch, "route"), n_pass)
     del drops
     release_memory()  # the driver's drop table, routed (~10 MB at 1M records)
-    pass_seconds["drop_route"] = round(time.monotonic() - t_pass, 2)
-    t_pass = time.monotonic()
+    lap("drop_route")
 
     n_kept = n_pass - n_dropped
     if retire:
@@ -467,8 +472,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
 
     log.info("curate: timelines: %d records of %d users in %d timelines (%.1f s)", sum(out_counts.values()),
              sum(user_counts.values()), n_timelines, time.monotonic() - t0)
-    pass_seconds["timelines"] = round(time.monotonic() - t_pass, 2)
-    t_pass = time.monotonic()
+    lap("timelines")
     # quarantine counted from what is on disk: every rejected record of every step
     q_counts: Dict[tuple, int] = {}
     if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):
@@ -477,7 +481,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         storage.rm(sd.quarantine_uri)
     n_q = sum(q_counts.values())
     storage.rm(scratch)
-    pass_seconds["accounting"] = round(time.monotonic() - t_pass, 2)
+    lap("accounting")
 
     by_platform: Dict[str, Dict[str, int]] = {}
 
