@@ -1261,3 +1261,20 @@ def test_timelines_writer_retry_rewrites_same_files(tmp_path):
     assert len(storage.ls_files(str(tmp_path / "data"), suffix=".parquet")) == 1
     assert len(storage.ls_files(str(tmp_path / "_quarantine"), suffix=".parquet")) == 1
     assert first.to_pylist() == [{"platform": "twitter", "users": 2, "timelines": 2, "records": 16}]
+
+
+def test_largest_first_orders_file_tasks_by_size_then_name(tmp_path):
+    """Per-file maps start their tasks in this order, so the biggest files go first and the
+    pass does not end on one big file running alone."""
+    import pyarrow.fs as pafs
+
+    from humanllm_ray.ingest import dataops
+
+    sizes = {"a.parquet": 10, "b.parquet": 300, "c.parquet": 10, "d.parquet": 2000}
+    for name, n in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * n)
+    paths = [str(tmp_path / n) for n in sorted(sizes)]
+    want = [str(tmp_path / n) for n in ("d.parquet", "b.parquet", "a.parquet", "c.parquet")]
+    assert dataops.largest_first(paths) == want
+    assert dataops.largest_first(paths, pafs.LocalFileSystem()) == want
+    assert dataops.largest_first(paths[:1]) == paths[:1]

@@ -29,7 +29,7 @@ import pyarrow as pa
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
-                              content_name, count_by, file_list_dataset, iter_parquet_slices, parquet_file_list,
+                              content_name, count_by, file_list_dataset, iter_parquet_slices, largest_first, parquet_file_list,
                               partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
                               retire_idle_workers, stage_data_context, tally_dataset, worker_max_tasks,
                               workers_retired, write_part)
@@ -360,8 +360,10 @@ def run(cfg: HumanLLMConfig, input_uri: Optional[str] = None, output_uri: Option
 
 
 def _ingested_files(in_uri: str):
-    """(paths, pyarrow filesystem) of the ingested Parquet files; no paths when there are none."""
-    return parquet_file_list([storage.join(in_uri, "data")])
+    """(paths, pyarrow filesystem) of the ingested Parquet files, largest first (the record
+    pass's tasks start in this order: :func:`dataops.largest_first`); no paths when there are none."""
+    paths, fs = parquet_file_list([storage.join(in_uri, "data")])
+    return largest_first(paths, fs), fs
 
 
 def _input_records(in_uri: str, unknown: int) -> int:
@@ -456,6 +458,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
         retire_idle_workers("the timelines")
     # the records scratch streamed file by file (one task each; see _split_kept_slices)
     work_files, work_fs = parquet_file_list([records_uri])
+    work_files = largest_first(work_files, work_fs)
     kept_slices = _split_kept_slices(routed, work_fs, sd.quarantine_uri, ccfg)
     tl_counts = by_key_partition(file_list_dataset(work_files), partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",

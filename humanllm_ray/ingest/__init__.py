@@ -44,7 +44,7 @@ from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
-                      iter_parquet_slices, parquet_file_list, partitions_for, path_stem, per_file_udf,
+                      iter_parquet_slices, largest_first, parquet_file_list, partitions_for, path_stem, per_file_udf,
                       read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context, sum_counts,
                       tally_dataset, task_args, worker_max_tasks, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
@@ -464,6 +464,7 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     final_files, final_fs = parquet_file_list(
         [raw_folder(raw_uri, p, main=True) for p in platforms if p not in shuffled]
         + [raw_folder(raw_uri, p, main=False) for p in platforms] + parts)
+    final_files = largest_first(final_files, final_fs)
 
     # One pass over the final rows writes all three outputs and counts them: records to data/,
     # quarantined rows to _quarantine/, joined side data to aux/ (four passes before: a count,
