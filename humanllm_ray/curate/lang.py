@@ -4,8 +4,8 @@ The model and its tokenizer are langid's; only the scoring is done here, on the 
 text has. langid's own ``classify`` counts a text's byte n-grams into a dense vector of all
 7,480 features and multiplies it by the whole 7,480 x 97 weight table, which numpy converts
 from float32 to float64 on every call (uint32 x float32): ~6 MB of memory written and read per
-text, whose few hundred non-zero features touch ~1% of the rows. That was ~40% of curate's
-record pass, and the memory traffic is what two processes on one host contend for. Scoring the
+text, whose few hundred non-zero features touch ~1% of the rows. That was ~40% of the CPU of
+curate's record pass with its MinHash signatures (a profile of 9k bench records). Scoring the
 non-zero rows only is the same sum of the same float64 products: on 45,012 texts of
 bench/curate's corpus it gave the same label and the same probability, bit for bit, as
 ``LanguageIdentifier.classify``, 4.3x faster (bench/README.md, curate Round 27;
