@@ -18,8 +18,9 @@ TEXTS = [
     "Hello there, how are you doing today?", "Hola, ¿cómo estás hoy? Muy bien, gracias.",
     "Guten Morgen, wie geht es dir?", "Bonjour à tous, je suis très content d'être ici.",
     "Buongiorno, come stai oggi?", "Olá, tudo bem com você?", "Привет, как дела?",
-    "今日はとても良い天気ですね。", "我今天很高兴见到你。", "안녕하세요, 만나서 반갑습니다.",
-    "مرحبا كيف حالك اليوم", "שלום, מה שלומך?", "Γεια σου, τι κάνεις;", "नमस्ते, आप कैसे हैं?",
+    "今日はとても良い天気ですね。", "我今天很高兴见到你。",
+    "안녕하세요, 만나서 반갑습니다.", "مرحبا كيف حالك اليوم",
+    "שלום, מה שלומך?", "Γεια σου, τι κάνεις;", "नमस्ते, आप कैसे हैं?",
     "x", "?", "12345 67890", "😀😀😀 🎉", "\x00\x01", "<p>&amp; lol</p>", "http://t.co/abc @user #tag",
     "the " * 600, "ok ok ok ok ok, NO WAY!!!", "Ich glaube, the weather ist schön today.",
 ]

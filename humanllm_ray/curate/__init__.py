@@ -29,10 +29,10 @@ import pyarrow as pa
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
-                              content_name, count_by, file_list_dataset, iter_parquet_slices, largest_first, parquet_file_list,
-                              partitions_for, path_stem, per_file_udf, read_parquet_files, release_memory,
-                              retire_idle_workers, stage_data_context, tally_dataset, worker_max_tasks,
-                              workers_retired, write_part)
+                              content_name, count_by, file_list_dataset, iter_parquet_slices, largest_first,
+                              parquet_file_list, partitions_for, path_stem, per_file_udf, read_parquet_files,
+                              release_memory, retire_idle_workers, stage_data_context, tally_dataset,
+                              worker_max_tasks, workers_retired, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA

@@ -935,7 +935,8 @@ def largest_first(paths: List[str], fs=None) -> List[str]:
     by name. For a map of one task per file: Ray Data starts the tasks in input order, so with
     the biggest files first the last tasks to start are the shortest, and the pass does not end
     on one big file running alone while the other CPUs idle (longest processing time first).
-    Measured at 1M records on 2 CPUs: bench/README.md, curate Round 27."""
+    Its effect alone is not measured: bench/README.md's curate Round 27 ran with it, within the
+    host's drift of the runs without it."""
     import pyarrow.fs as pafs
 
     if len(paths) < 2:
