@@ -419,12 +419,13 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
              "(%.1f s)", n_in, n_pass, len(files), n_workers, time.monotonic() - t0)
     # wall seconds of each pass, in the report: which pass a slower run lost its time in
     pass_seconds: Dict[str, float] = {}
-    t_pass = [t0]
+    t_pass = t0
 
     def lap(name: str) -> None:
+        nonlocal t_pass
         now = time.monotonic()
-        pass_seconds[name] = round(now - t_pass[0], 2)
-        t_pass[0] = now
+        pass_seconds[name] = round(now - t_pass, 2)
+        t_pass = now
 
     lap("record_pass")
 

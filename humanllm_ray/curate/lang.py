@@ -32,7 +32,9 @@ def _identifier():
 
 def feature_counts(ident, text: str) -> Tuple[np.ndarray, np.ndarray]:
     """(feature indices, counts as float64) of ``text``: langid's ``instance2fv`` (the same
-    byte automaton, the same counts) without the dense vector."""
+    byte automaton, the same counts) without the dense vector. Not ``instance2fv`` plus
+    ``np.flatnonzero``: its per-feature ``arr[index] += n`` on a numpy array made language id
+    1.5x slower (6.07 s against 4.05 s on the 45,012 bench texts, the same results)."""
     nextmove, output = ident.tk_nextmove, ident.tk_output
     state = 0
     states: dict = {}
