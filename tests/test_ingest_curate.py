@@ -189,7 +189,7 @@ def _kept_and_quarantined(root: Path):
     return kept, q
 
 
-def test_small_files_parallel_passes_same_result(demo, tmp_path):
+def test_small_files_parallel_passes_same_result(demo, tmp_path, monkeypatch):
     """Ingest writes bounded files (one record-pass task each) and curate streams its passes
     through scratch files instead of the object store: with tiny files the stages must keep
     exactly the record set and quarantine of the default run, and leave no scratch behind.
@@ -197,10 +197,15 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     sorted rows at a time from the map files, give exactly the same timelines. Workers replaced
     every 3 tasks of an operator (``ingest.worker_max_tasks``, ``curate.worker_max_tasks``),
     and idle workers retired between curate's passes (by default only from 50k records), change
-    nothing either."""
+    nothing either. Nor do the small-file passes (ingest's final write, dedup's band and verify
+    maps, the drop routing, the timelines' map side, the quarantine count) giving several files
+    to a task (``dataops.files_per_task``; the demo's default run has too few files for it)."""
     import pyarrow.parquet as pq
 
+    from humanllm_ray.ingest import dataops
+
     cfg, root, ing, cur = demo
+    monkeypatch.setattr(dataops, "SMALL_FILE_TASKS_PER_CPU", 1)
     small = _cfg(tmp_path, "ingest.rows_per_file=40", "curate.rows_per_file=40", "curate.timeline_rows_per_partition=8",
                  "curate.timeline_group_rows=3", "ingest.worker_max_tasks=3", "curate.worker_max_tasks=3",
                  "curate.retire_workers_min_records=0")
@@ -209,6 +214,7 @@ def test_small_files_parallel_passes_same_result(demo, tmp_path):
     rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
     assert sum(rows) == ing["rows_out"] == ing2["rows_out"]
     assert max(rows) <= 40 and len(files) >= ing["rows_out"] // 40, rows
+    assert dataops.files_per_task(len(files)) >= 2, len(files)  # the passes over these did group files
     assert _kept_and_quarantined(tmp_path) == _kept_and_quarantined(root)
     for key in ("rows_out", "rows_quarantined", "by_reason", "users", "timelines", "dedup"):
         assert cur2[key] == cur[key], key
@@ -1261,6 +1267,22 @@ def test_timelines_writer_retry_rewrites_same_files(tmp_path):
     assert len(storage.ls_files(str(tmp_path / "data"), suffix=".parquet")) == 1
     assert len(storage.ls_files(str(tmp_path / "_quarantine"), suffix=".parquet")) == 1
     assert first.to_pylist() == [{"platform": "twitter", "users": 2, "timelines": 2, "records": 16}]
+
+
+def test_files_per_task_leaves_tasks_per_cpu_within_a_bound(ray_local, monkeypatch):
+    """A small-file pass gives a task as many files as leave SMALL_FILE_TASKS_PER_CPU tasks per
+    CPU, at least 1 and at most MAX_FILES_PER_TASK (what a task gathers stays bounded as the
+    corpus grows); outside Ray, one file a task."""
+    from humanllm_ray.ingest import dataops
+
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    per_cpu, most = dataops.SMALL_FILE_TASKS_PER_CPU, dataops.MAX_FILES_PER_TASK
+    assert [dataops.files_per_task(n) for n in (0, 1, per_cpu * cpus - 1)] == [1, 1, 1]
+    assert dataops.files_per_task(3 * per_cpu * cpus) == min(3, most)
+    assert dataops.files_per_task(3 * per_cpu * cpus + per_cpu * cpus - 1) == min(3, most)
+    assert dataops.files_per_task(100 * most * per_cpu * cpus) == most
+    monkeypatch.setattr(ray_local, "is_initialized", lambda: False)
+    assert dataops.files_per_task(10_000) == 1
 
 
 def test_largest_first_orders_file_tasks_by_size_then_name(tmp_path):

@@ -29,7 +29,8 @@ import pyarrow as pa
 from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
-                              content_name, count_by, file_list_dataset, iter_parquet_slices, largest_first,
+                              content_name, count_by, file_list_dataset, files_per_task, iter_parquet_slices,
+                              largest_first,
                               parquet_file_list, partitions_for, path_stem, per_file_udf, read_parquet_files,
                               release_memory, retire_idle_workers, stage_data_context, tally_dataset,
                               worker_max_tasks, workers_retired, write_part)
@@ -464,7 +465,7 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     tl_counts = by_key_partition(file_list_dataset(work_files), partitions_for(n_kept, ccfg.timeline_rows_per_partition),
                                  _timelines_writer(ccfg, sd.data_uri, sd.quarantine_uri), key="user_id",
                                  batch_format="partition", scratch_uri=storage.join(scratch, "by-user"),
-                                 map_fn=kept_slices).take_all()
+                                 map_fn=kept_slices, files_per_task=files_per_task(len(work_files))).take_all()
     out_counts: Dict[str, int] = {}
     user_counts: Dict[str, int] = {}
     n_timelines = 0
@@ -480,7 +481,11 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     # quarantine counted from what is on disk: every rejected record of every step
     q_counts: Dict[tuple, int] = {}
     if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):
-        q_counts = count_by(read_parquet_files(sd.quarantine_uri, _Q_COUNT_SCHEMA), ["platform", "reason"])
+        # ~3 files per records file (the record pass's, the duplicates', the rejected users'):
+        # several to a task (dataops.files_per_task)
+        n_q_files = len(storage.ls_files(sd.quarantine_uri, suffix=".parquet"))
+        q_counts = count_by(read_parquet_files(sd.quarantine_uri, _Q_COUNT_SCHEMA, files_per_task(n_q_files)),
+                            ["platform", "reason"])
     else:
         storage.rm(sd.quarantine_uri)
     n_q = sum(q_counts.values())

@@ -36,14 +36,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import storage
-from ..ingest.dataops import (by_key_partition, by_slices, mix64, partitions_for, read_parquet_files,
+from ..ingest.dataops import (by_key_partition, by_slices, file_list_dataset, files_per_task, iter_parquet_slices,
+                              largest_first, mix64, parquet_file_list, partitions_for, read_parquet_files,
                               release_memory, retire_idle_workers, spill, task_args)
 from . import components
 from .clean import normalize_for_hash
@@ -579,6 +580,40 @@ def _mem() -> str:
     return f"driver RSS {rss >> 20} MB, arrow {pa.total_allocated_bytes() >> 20} MB"
 
 
+# Signature rows a map task makes band or verify rows from at a time (one file's ~18k rows at
+# 1M records: a slice's band rows are ~26x it, ~5 MB at this size).
+SIG_SLICE_ROWS = 8192
+
+
+class _SignatureFiles:
+    """The signature files under a folder as the input of dedup's shuffles: their file list,
+    several small files a map task (``dataops.files_per_task``), each streamed a slice at a
+    time into the map's rows (``rows_of``: a map_batches UDF over signature rows, given only
+    ``columns``). A Dataset of the signatures instead (one block per file, mapped) made one map
+    task per file, whose Ray cost per task was more than their work at 1M records (bench/README.md,
+    curate Round 28)."""
+
+    def __init__(self, uri: str):
+        paths, self.fs = parquet_file_list([uri])
+        self.paths = largest_first(paths, self.fs)
+
+    def shuffle_input(self, rows_of: Callable[[pa.Table], pa.Table], columns: List[str]):
+        """``by_key_partition`` keyword arguments: the file list, its ``map_fn``, ``files_per_task``."""
+        fs, schema = self.fs, pa.schema([SIG_SCHEMA.field(c) for c in columns])
+
+        def map_fn(batch: pa.Table) -> Iterator[pa.Table]:
+            for path in batch.column("path").to_pylist():
+                for piece in iter_parquet_slices(path, fs, schema, SIG_SLICE_ROWS):
+                    out = rows_of(piece)
+                    del piece
+                    if out.num_rows:
+                        yield out
+                    del out
+
+        return {"ds": file_list_dataset(self.paths), "map_fn": map_fn,
+                "files_per_task": files_per_task(len(self.paths))}
+
+
 def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None,
                     signatures=None, signatures_uri: Optional[str] = None) -> Tuple[List, Dict[str, int]]:
     """(the rows to drop, stats) over a Ray Dataset of records (LogRecord columns, cleaned
@@ -609,10 +644,18 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
             sig = spill(sig, signatures_uri, SIG_SCHEMA, ccfg.rows_per_file)
         else:
             sig = sig.materialize()
-    band_rows = sig.map_batches(bands_udf(num_perm, bands, KEY_MASK), batch_format="pyarrow", **task_args())
+    # with the signatures in files (the stage), the band and verify maps read them file by file
+    sig_files = _SignatureFiles(signatures_uri) if scratch_uri and signatures_uri else None
+    if sig_files is not None:
+        band_input = sig_files.shuffle_input(bands_udf(num_perm, bands, KEY_MASK),
+                                             ["timestamp", "_hash", "_sig", "_ord"])
+    else:
+        band_input = {"ds": sig.map_batches(bands_udf(num_perm, bands, KEY_MASK), batch_format="pyarrow",
+                                            **task_args())}
     n_keys = max(1, n_rows) * (bands + 1)
-    edges = by_key_partition(band_rows, partitions_for(n_keys, BAND_ROWS_PER_PARTITION), edges_fn, key="bkey",
-                             scratch_uri=storage.join(scratch_uri, "bands") if scratch_uri else None)
+    band_ds = band_input.pop("ds")
+    edges = by_key_partition(band_ds, partitions_for(n_keys, BAND_ROWS_PER_PARTITION), edges_fn, key="bkey",
+                             scratch_uri=storage.join(scratch_uri, "bands") if scratch_uri else None, **band_input)
     # The same pair comes from each band it shares: a second, small shuffle by ``a`` makes
     # the links distinct in the workers, so the driver never sorts all the candidates.
     links = by_key_partition(edges, partitions_for(n_rows, LINK_RECORDS_PER_PARTITION), distinct_links_fn, key="a",
@@ -653,7 +696,11 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
 
             if ray.is_initialized():
                 shared = ray.put(shared)
-        to_verify = sig.map_batches(verify_map_udf(shared), batch_format="pyarrow", **task_args())
+        if sig_files is not None:
+            verify_input = sig_files.shuffle_input(verify_map_udf(shared), ["record_id", "timestamp", "_hash", "_sig",
+                                                                            "_ord"])
+        else:
+            verify_input = {"ds": sig.map_batches(verify_map_udf(shared), batch_format="pyarrow", **task_args())}
     else:
         # Past DRIVER_LINKS_MAX the same verify rows come from a shuffle join of the links
         # with every signature row, by ord, so the driver never holds the links.
@@ -664,21 +711,24 @@ def find_duplicates(ds, ccfg, n_rows: int = 0, scratch_uri: Optional[str] = None
         else:
             joined = sig.map_batches(join_signature_rows, batch_format="pyarrow", **task_args()).union(
                 links.map_batches(join_link_rows, batch_format="pyarrow", **task_args()))
-        to_verify = by_key_partition(joined, partitions_for(n_rows + 2 * n_links, VERIFY_ROWS_PER_PARTITION),
-                                     link_join_fn, key="_jkey", batch_format="pyarrow",
-                                     scratch_uri=storage.join(scratch_uri, "link-join") if scratch_uri else None)
+        verify_input = {"ds": by_key_partition(joined, partitions_for(n_rows + 2 * n_links, VERIFY_ROWS_PER_PARTITION),
+                                               link_join_fn, key="_jkey", batch_format="pyarrow",
+                                               scratch_uri=storage.join(scratch_uri, "link-join") if scratch_uri
+                                               else None)}
         n_verify = 2 * n_links
         log.info("dedup: %d links joined with the signatures in the workers (%s)", n_links, _mem())
     del links
+    to_verify = verify_input.pop("ds")
     verified = by_key_partition(to_verify, partitions_for(n_verify, VERIFY_ROWS_PER_PARTITION),
                                 verify_reduce_fn(num_perm, ccfg.near_dup_threshold),
                                 key="_vkey", batch_format="pyarrow",
-                                scratch_uri=storage.join(scratch_uri, "verify") if scratch_uri else None)
+                                scratch_uri=storage.join(scratch_uri, "verify") if scratch_uri else None,
+                                **verify_input)
     if scratch_uri:
         # the verified pairs stream to files; only their count comes to the driver
         pairs_uri = storage.join(scratch_uri, "pairs")
         spill(verified, pairs_uri, PAIR_SCHEMA, ccfg.rows_per_file)
-        del shared, verified, to_verify
+        del shared, verified, to_verify, verify_input
         n_pairs = _parquet_rows(pairs_uri)
         log.info("dedup: %d verified row pairs (%s)", n_pairs, _mem())
         if n_pairs > DRIVER_COMPONENTS_MAX_PAIRS:

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from .. import storage
 from ..ingest.dataops import (MAP_INDEX_SCHEMA, ShufflePartition, _RunWriter, by_key_partition,
-                              file_list_dataset, parquet_file_list, partitions_for, shuffle_index)
+                              file_list_dataset, files_per_task, parquet_file_list, partitions_for, shuffle_index)
 from . import dedup
 
 log = logging.getLogger("humanllm")
@@ -172,7 +172,8 @@ def route_drops(drops: list, n_dropped: int, signatures_uri: str, scratch_uri: s
     n = partitions_for(n_rows + n_dropped, ROUTE_ROWS_PER_PARTITION)
     reduced = by_key_partition(file_list_dataset(items), n, _route_reduce(len(sig_paths), out_uri), key="_jkey",
                                batch_format="pyarrow", scratch_uri=storage.join(scratch_uri, "by-key"),
-                               map_fn=_route_map(file_of, refs, fs, dedup.ORD_MASK))
+                               map_fn=_route_map(file_of, refs, fs, dedup.ORD_MASK),
+                               files_per_task=files_per_task(len(items)))
     rows = [t for t in reduced.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
     del refs
     found = pa.concat_tables(rows) if rows else ROUTE_INDEX_SCHEMA.empty_table()

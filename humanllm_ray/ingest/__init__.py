@@ -44,9 +44,9 @@ from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
 from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
-                      iter_parquet_slices, largest_first, parquet_file_list, partitions_for, path_stem, per_file_udf,
-                      read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context, sum_counts,
-                      tally_dataset, task_args, worker_max_tasks, write_part)
+                      files_per_task, iter_parquet_slices, largest_first, parquet_file_list, partitions_for, path_stem,
+                      per_file_udf, read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context,
+                      sum_counts, tally_dataset, task_args, worker_max_tasks, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -471,8 +471,9 @@ def _ingest(cfg: HumanLLMConfig, input_table: pa.Table, sd: stage.StageDir) -> s
     # then one filtered read of every row per output; ~40 s of 85 at 1M records).
     storage.makedirs(sd.data_uri)  # present even when every row was quarantined
     writer = _final_writer(sd.data_uri, sd.quarantine_uri, sd.path("aux"), final_fs)
-    counts = tally_dataset(file_list_dataset(final_files).map_batches(writer, batch_size=1, batch_format="pyarrow",
-                                                                      **task_args()),
+    per_task = files_per_task(len(final_files))  # small files: several a task
+    counts = tally_dataset(file_list_dataset(final_files).map_batches(writer, batch_size=per_task,
+                                                                      batch_format="pyarrow", **task_args()),
                            ["platform", "_status", "_reason"]) if final_files else {}
     log.info("ingest: final rows written (%.1f s)", time.monotonic() - t0)
     n_q = sum(n for (_p, s, _r), n in counts.items() if s == "quarantine")
@@ -537,18 +538,38 @@ class _RawSink:
     the ones that went through a shuffle: with one mixed folder each of them read every raw row
     (three full reads at 1M records, where one now reads each row once). It buffers at most
     about ``rows_per_file`` rows per group. Files are named by content, and the rows come in
-    the same order on every attempt, so a retried read task rewrites the same files."""
+    the same order on every attempt, so a retried read task rewrites the same files. It also
+    holds up to ``GATHER_ROWS`` rows of small chunks before it splits them."""
+
+    # Reader chunks smaller than this are gathered before they are split and counted: a blog
+    # file is a chunk of a few rows, and per-chunk kernel calls (a group-by, two filters per
+    # platform) were most of the sink's cost on a bin of 829 blogs (bench/README.md, curate
+    # Round 28). The rows and their order, so the files written, are the same.
+    GATHER_ROWS = 4096
 
     def __init__(self, raw_uri: str, rows_per_file: int):
         self.raw_uri, self.rows_per_file = raw_uri, max(1, int(rows_per_file))
         self.buffers: Dict[Tuple[str, bool], List[pa.Table]] = {}
+        self.buffered: Dict[Tuple[str, bool], int] = {}
         self.counts: List[pa.Table] = []
+        self.gathered: List[pa.Table] = []
+        self.n_gathered = 0
 
     def add(self, batch: pa.Table) -> None:
-        import pyarrow.compute as pc
-
         if not batch.num_rows:
             return
+        self.gathered.append(batch)
+        self.n_gathered += batch.num_rows
+        if self.n_gathered >= self.GATHER_ROWS:
+            self._split()
+
+    def _split(self) -> None:
+        import pyarrow.compute as pc
+
+        if not self.gathered:
+            return
+        batch = self.gathered[0] if len(self.gathered) == 1 else pa.concat_tables(self.gathered)
+        self.gathered, self.n_gathered = [], 0
         self.counts.append(block_counts(_with_key_flag(batch), ["platform", "_status", "_has_key"], RAW_COUNT_SCHEMA))
         main = pc.fill_null(pc.is_in(batch.column("_status"), value_set=pa.array(["ok", "aux"])), False)
         for platform in pc.unique(batch.column("platform")).to_pylist():
@@ -556,13 +577,15 @@ class _RawSink:
             for is_main, mask in ((True, pc.and_(mine, main)), (False, pc.and_(mine, pc.invert(main)))):
                 rows = batch.filter(pc.fill_null(mask, False))
                 if rows.num_rows:
-                    group = self.buffers.setdefault((platform, is_main), [])
-                    group.append(rows)
-                    if sum(t.num_rows for t in group) >= self.rows_per_file:
-                        self._write((platform, is_main), whole_files_only=True)
+                    key = (platform, is_main)
+                    self.buffers.setdefault(key, []).append(rows)
+                    self.buffered[key] = self.buffered.get(key, 0) + rows.num_rows
+                    if self.buffered[key] >= self.rows_per_file:
+                        self._write(key, whole_files_only=True)
 
     def _write(self, key: Tuple[str, bool], whole_files_only: bool = False) -> None:
         rows = pa.concat_tables(self.buffers.pop(key))
+        self.buffered.pop(key, None)
         n, size = rows.num_rows, self.rows_per_file
         end = n - n % size if whole_files_only else n
         for off in range(0, end, size):
@@ -570,11 +593,13 @@ class _RawSink:
             write_part(piece, raw_folder(self.raw_uri, key[0], key[1]), content_name(piece, _ROW_IDENTITY, "raw"))
         if end < n:
             self.buffers[key] = [rows.slice(end)]
+            self.buffered[key] = n - end
         release_memory()
 
     def close(self) -> pa.Table:
         """Writes what is buffered; returns the counts of every row added, a row per key (not
         per chunk: a task that read 900 blog files returned ~2,000 rows)."""
+        self._split()
         for key in sorted(self.buffers):
             self._write(key)
         counts, self.counts = self.counts, []

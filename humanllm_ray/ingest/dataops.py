@@ -177,7 +177,7 @@ def _await_exit_task(pids: List[int], timeout_s: float) -> int:
     return len(left)
 
 
-def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.0) -> int:
+def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.0, wait_in_driver: bool = True) -> int:
     """Make this job's idle Ray worker processes exit, so the next pass (``before``, for the
     log) starts on fresh ones, and return how many exited.
 
@@ -194,10 +194,14 @@ def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.
     worker after it), held ``hold_s`` so they run at once; the raylet hands a task an idle
     worker of the job before starting one, so the idle workers are what exits (and a missing
     one is started and exits: a cost, never a fault). ``num_cpus=0`` so a busy node does not
-    make the call wait. Then one task per node waits until those processes are gone: without
-    it the next pass's new workers started while the old ones were still exiting, and the
-    hand-over was the 100k-record run's dedup peak (+62 MB). That waiting task's worker is then
-    the next pass's. Costs a worker start-up (~1-2 s, in parallel) per call."""
+    make the call wait. Then it waits until those processes are gone: without it the next
+    pass's new workers started while the old ones were still exiting, and the hand-over was the
+    100k-record run's dedup peak (+62 MB). On the driver's own node the driver waits itself; on
+    another node one task does, whose worker is then the next pass's there. (A task on the
+    driver's node too had to start a worker first: a call and the next pass's first two tasks
+    took ~3.1 s against ~2.5 s with the driver waiting; bench/README.md, curate Round 28;
+    ``wait_in_driver=False`` waits in a task there too, for that benchmark.) Costs a worker
+    start-up (~1 s, in parallel) per call."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -215,10 +219,13 @@ def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.
         on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         refs[node["NodeID"]] = [_RETIRE.options(scheduling_strategy=on_node).remote(hold_s)
                                 for _ in range(max(1, int(node.get("Resources", {}).get("CPU", 0))))]
+    here = ray.get_runtime_context().get_node_id() if wait_in_driver else None
     try:
         pids = {node: sorted(set(ray.get(r))) for node, r in refs.items()}
-        left = sum(ray.get([_AWAIT_EXIT.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-                            .remote(p, timeout_s) for node, p in pids.items()]))
+        waits = [_AWAIT_EXIT.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                 .remote(p, timeout_s) for node, p in pids.items() if node != here]
+        left = _await_exit_task(pids[here], timeout_s) if here in pids else 0
+        left += sum(ray.get(waits))
     except ray.exceptions.RayError as e:  # a node that left meanwhile: nothing to retire there
         log.warning("ray: retiring idle workers before %s: %s", before, e)
         return 0
@@ -362,7 +369,7 @@ def _value_part_udf(key: str):
 
 def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Schema = None,
                      batch_format: str = "pandas", scratch_uri: Optional[str] = None,
-                     map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
+                     map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None, files_per_task: int = 1):
     """Shuffle rows so that all rows sharing ``key`` land in one of n partitions, then call
     ``fn(partition)`` once per partition (many keys per call, so the hook can work vectorized
     instead of paying a call per key). The partition is a pandas frame, or a pyarrow Table with
@@ -377,7 +384,8 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
 
     ``map_fn(batch)``, an iterator of tables, makes the rows to shuffle from each of ``ds``'s
     batches (a file list, say) inside the shuffle's map task, so they are written a run at a
-    time instead of held whole (see :func:`file_shuffle`)."""
+    time instead of held whole (see :func:`file_shuffle`), ``files_per_task`` of those batches'
+    rows to a map task."""
 
     def call(batch):
         if batch_format == "partition":  # fn reads the partition itself (ShufflePartition)
@@ -393,9 +401,11 @@ def by_key_partition(ds, n: int, fn: Callable, key: str = "_key", schema: pa.Sch
         return out
 
     if scratch_uri is not None:
-        return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema, map_fn=map_fn)
+        return file_shuffle(ds, n, key, scratch_uri, call, batch_format, schema, map_fn=map_fn,
+                            files_per_task=files_per_task)
     if map_fn is not None:
-        ds = ds.map_batches(_concat_udf(map_fn), batch_size=1, batch_format="pyarrow", **task_args())
+        ds = ds.map_batches(_concat_udf(map_fn), batch_size=max(1, int(files_per_task)), batch_format="pyarrow",
+                            **task_args())
     return ds.map_batches(_part_udf(n, key), batch_format="pyarrow", **task_args()).groupby(
         "_part", num_partitions=n
     ).map_groups(call, batch_format="pyarrow" if batch_format == "partition" else batch_format)
@@ -649,7 +659,7 @@ def gather_shuffle_index(mapped):
 
 def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, batch_format: str = "pyarrow",
                  schema: Optional[pa.Schema] = None,
-                 map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None):
+                 map_fn: Optional[Callable[[pa.Table], Iterable[pa.Table]]] = None, files_per_task: int = 1):
     """A hash shuffle of ``ds`` into n partitions through files under ``scratch_uri``, then
     ``reduce_fn`` once per non-empty partition (it gets the rows with a ``_part`` column, or
     with ``batch_format="partition"`` a :class:`ShufflePartition` to read them from).
@@ -670,8 +680,9 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
     file's footer, P row groups each: M x P^2 metadata work, most of the band shuffle's reduce
     time at 1M records; bench/README.md curate Round 6.) Memory holds one block per running task,
     at any input size; with ``map_fn`` (rows made from each input batch, e.g. one file each,
-    inside the map task) one run of rows plus the task's output compressed. The files go with
-    the stage's scratch folder.
+    inside the map task) one run of rows plus the task's output compressed; ``files_per_task``
+    rows of ``ds`` (files) go to one map task then, which writes one map file for them all (see
+    :func:`files_per_task`). The files go with the stage's scratch folder.
 
     A map task that Ray retries writes a new file (a fresh name); only the index rows of the
     attempt that finished are read, so a dead attempt's file is ignored."""
@@ -694,7 +705,8 @@ def file_shuffle(ds, n: int, key: str, scratch_uri: str, reduce_fn: Callable, ba
         return out
 
     t0 = time.monotonic()
-    mapped = (ds.map_batches(write_map, batch_size=1, batch_format="pyarrow", **task_args()) if map_fn is not None
+    mapped = (ds.map_batches(write_map, batch_size=max(1, int(files_per_task)), batch_format="pyarrow", **task_args())
+              if map_fn is not None
               else ds.map_batches(write_map, batch_format="pyarrow", **task_args()))
     shared, los, his, n_rows_total, n_files = gather_shuffle_index(mapped)
     del mapped
@@ -903,7 +915,7 @@ def spill(ds, uri: str, schema: pa.Schema, rows_per_file: int):
     return read_parquet_files(uri, schema)
 
 
-def read_parquet_files(uri: str, schema: pa.Schema):
+def read_parquet_files(uri: str, schema: pa.Schema, files_per_task: int = 1):
     """A Dataset of the Parquet files under ``uri`` with exactly one block per file: the
     columns of ``schema`` (only those are read), cast to it; empty and typed when there are none.
 
@@ -917,8 +929,11 @@ def read_parquet_files(uri: str, schema: pa.Schema):
     Trap: Ray fuses the file-reading map with the maps after it and bundles input rows up to
     the largest ``batch_size`` among them; the input has one row per file, so a following
     ``map_batches(batch_size=1024)`` would put 1024 files in one task. Maps over this Dataset
-    keep the default ``batch_size=None`` (one call per file's block)."""
-    return read_parquet_sources([uri], schema)
+    keep the default ``batch_size=None`` (one call per file's block).
+
+    ``files_per_task`` > 1: each read task reads that many files into one block, for a pass
+    whose work per file is small (a count over a few columns; see :func:`files_per_task`)."""
+    return read_parquet_sources([uri], schema, files_per_task)
 
 
 def parquet_file_list(uris: List[str]):
@@ -946,10 +961,34 @@ def largest_first(paths: List[str], fs=None) -> List[str]:
     return sorted(paths, key=lambda p: (-sizes[p], p))
 
 
+# Passes of one task per scratch file whose work per file is small (a shuffle's map side, a
+# count, ingest's final write: ~0.1-0.3 s a file) paid Ray's cost per task more than their
+# work: 54 files that one process read in 0.94 s took 2.3 s as 54 Ray tasks on 2 CPUs and
+# 1.1-1.3 s as 9 (bench/README.md, curate Round 28). So such a pass gives each task several
+# files, leaving about this many tasks per CPU for balance ...
+SMALL_FILE_TASKS_PER_CPU = 4
+# ... and at most this many files a task: what a task holds grows with its files where it
+# gathers their output (a shuffle map holds its output compressed until it writes its file), so
+# the bound keeps that a constant as the corpus grows, not a share of it.
+MAX_FILES_PER_TASK = 8
+
+
+def files_per_task(n_files: int) -> int:
+    """How many of ``n_files`` small files one task of a per-file pass takes (its ``batch_size``
+    over :func:`file_list_dataset`): as many as leave ``SMALL_FILE_TASKS_PER_CPU`` tasks per CPU
+    of the cluster, between 1 and ``MAX_FILES_PER_TASK``. 1 outside Ray."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 0
+    if cpus <= 0:
+        return 1
+    return max(1, min(MAX_FILES_PER_TASK, n_files // (SMALL_FILE_TASKS_PER_CPU * cpus)))
+
+
 def file_list_dataset(paths: List[str]):
     """A Dataset of one row (``path``) per file, one block each: the input of a map that reads
-    its file itself, one task per file (map it with ``batch_size=1``; see
-    :func:`read_parquet_files` for the trap)."""
+    its file itself, one task per file (map it with ``batch_size=1``, or ``files_per_task``
+    files a task; see :func:`read_parquet_files` for the trap)."""
     import ray
 
     return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
@@ -1042,7 +1081,7 @@ class PartWriter:
         self.close()
 
 
-def read_parquet_sources(uris: List[str], schema: pa.Schema):
+def read_parquet_sources(uris: List[str], schema: pa.Schema, files_per_task: int = 1):
     """:func:`read_parquet_files` over several folders at once: one Dataset, one block per file,
     so a map after it is fused with the read (a ``union`` of per-folder Datasets would not be;
     every block would go through the object store). The folders share one filesystem."""
@@ -1060,4 +1099,5 @@ def read_parquet_sources(uris: List[str], schema: pa.Schema):
                   for path in batch.column("path").to_pylist()]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    return file_list_dataset(items).map_batches(read, batch_size=1, batch_format="pyarrow", **task_args())
+    return file_list_dataset(items).map_batches(read, batch_size=max(1, int(files_per_task)), batch_format="pyarrow",
+                                                **task_args())
