@@ -30,10 +30,9 @@ from .. import stage, storage
 from ..config import HumanLLMConfig, to_dict
 from ..ingest.dataops import (SCRATCH, PartWriter, TablePartition, block_counts, by_key_partition, by_slices,
                               content_name, count_by, file_list_dataset, files_per_task, iter_parquet_slices,
-                              largest_first,
-                              parquet_file_list, partitions_for, path_stem, per_file_udf, read_parquet_files,
-                              release_memory, retire_idle_workers, stage_data_context, tally_dataset,
-                              worker_max_tasks, workers_retired, write_part)
+                              largest_first, parquet_file_list, partitions_for, path_stem, per_file_udf,
+                              read_parquet_files, release_memory, retire_idle_workers, stage_data_context,
+                              tally_dataset, worker_max_tasks, workers_retired, write_part)
 from ..ingest.schema import LOG_RECORD_COLUMNS, LOG_RECORD_FIELDS, LOG_RECORD_SCHEMA
 from . import clean, dedup, drop_route, filters, pii, timelines
 from .timelines import TIMELINE_SCHEMA
@@ -480,10 +479,10 @@ def _curate(cfg: HumanLLMConfig, in_uri: str, sd: stage.StageDir) -> stage.Stage
     lap("timelines")
     # quarantine counted from what is on disk: every rejected record of every step
     q_counts: Dict[tuple, int] = {}
-    if storage.ls_files(sd.quarantine_uri, suffix=".parquet"):
+    n_q_files = len(storage.ls_files(sd.quarantine_uri, suffix=".parquet"))
+    if n_q_files:
         # ~3 files per records file (the record pass's, the duplicates', the rejected users'):
         # several to a task (dataops.files_per_task)
-        n_q_files = len(storage.ls_files(sd.quarantine_uri, suffix=".parquet"))
         q_counts = count_by(read_parquet_files(sd.quarantine_uri, _Q_COUNT_SCHEMA, files_per_task(n_q_files)),
                             ["platform", "reason"])
     else:

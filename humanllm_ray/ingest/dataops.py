@@ -177,7 +177,8 @@ def _await_exit_task(pids: List[int], timeout_s: float) -> int:
     return len(left)
 
 
-def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.0, wait_in_driver: bool = True) -> int:
+def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.0,
+                        wait_in_driver: bool = True) -> int:
     """Make this job's idle Ray worker processes exit, so the next pass (``before``, for the
     log) starts on fresh ones, and return how many exited.
 
@@ -199,7 +200,7 @@ def retire_idle_workers(before: str, hold_s: float = 0.2, timeout_s: float = 30.
     100k-record run's dedup peak (+62 MB). On the driver's own node the driver waits itself; on
     another node one task does, whose worker is then the next pass's there. (A task on the
     driver's node too had to start a worker first: a call and the next pass's first two tasks
-    took ~3.1 s against ~2.5 s with the driver waiting; bench/README.md, curate Round 28;
+    took 3.54 s against 2.83 s with the driver waiting, bench/curate/taskcost.py's medians;
     ``wait_in_driver=False`` waits in a task there too, for that benchmark.) Costs a worker
     start-up (~1 s, in parallel) per call."""
     import ray
@@ -963,9 +964,9 @@ def largest_first(paths: List[str], fs=None) -> List[str]:
 
 # Passes of one task per scratch file whose work per file is small (a shuffle's map side, a
 # count, ingest's final write: ~0.1-0.3 s a file) paid Ray's cost per task more than their
-# work: 54 files that one process read in 0.94 s took 2.3 s as 54 Ray tasks on 2 CPUs and
-# 1.1-1.3 s as 9 (bench/README.md, curate Round 28). So such a pass gives each task several
-# files, leaving about this many tasks per CPU for balance ...
+# work: 54 files that one process read in 1.14 s took 2.58 s as 54 Ray tasks on 2 CPUs and
+# 1.44 s as 9 (bench/curate/taskcost.py; bench/README.md, curate Round 28). So such a pass
+# gives each task several files, leaving about this many tasks per CPU for balance ...
 SMALL_FILE_TASKS_PER_CPU = 4
 # ... and at most this many files a task: what a task holds grows with its files where it
 # gathers their output (a shuffle map holds its output compressed until it writes its file), so
