@@ -43,10 +43,10 @@ from .. import stage, storage
 from ..config import DEMO_CORPUS_DIR, HumanLLMConfig, to_dict
 from . import schema
 from .common import ReadContext
-from .dataops import (SCRATCH, PartWriter, block_counts, by_key_partition, col_in, content_name, file_list_dataset,
-                      files_per_task, iter_parquet_slices, largest_first, parquet_file_list, partitions_for, path_stem,
-                      per_file_udf, read_parquet_files, read_parquet_sources, release_memory, spill, stage_data_context,
-                      sum_counts, tally_dataset, task_args, worker_max_tasks, write_part)
+from .dataops import (SCRATCH, PartWriter, TableGather, block_counts, by_key_partition, col_in, content_name,
+                      file_list_dataset, files_per_task, iter_parquet_slices, largest_first, parquet_file_list,
+                      partitions_for, path_stem, per_file_udf, read_parquet_files, read_parquet_sources, release_memory,
+                      spill, stage_data_context, sum_counts, tally_dataset, task_args, worker_max_tasks, write_part)
 from .schema import LOG_RECORD_COLUMNS, LOG_RECORD_SCHEMA, READ_SCHEMA
 
 log = logging.getLogger("humanllm")
@@ -552,24 +552,18 @@ class _RawSink:
         self.buffers: Dict[Tuple[str, bool], List[pa.Table]] = {}
         self.buffered: Dict[Tuple[str, bool], int] = {}
         self.counts: List[pa.Table] = []
-        self.gathered: List[pa.Table] = []
-        self.n_gathered = 0
+        self.gathered = TableGather(self.GATHER_ROWS, lambda t: t.num_rows)
 
     def add(self, batch: pa.Table) -> None:
-        if not batch.num_rows:
-            return
-        self.gathered.append(batch)
-        self.n_gathered += batch.num_rows
-        if self.n_gathered >= self.GATHER_ROWS:
+        if batch.num_rows and self.gathered.add(batch):
             self._split()
 
     def _split(self) -> None:
         import pyarrow.compute as pc
 
-        if not self.gathered:
+        batch = self.gathered.take()
+        if batch is None:
             return
-        batch = self.gathered[0] if len(self.gathered) == 1 else pa.concat_tables(self.gathered)
-        self.gathered, self.n_gathered = [], 0
         self.counts.append(block_counts(_with_key_flag(batch), ["platform", "_status", "_has_key"], RAW_COUNT_SCHEMA))
         main = pc.fill_null(pc.is_in(batch.column("_status"), value_set=pa.array(["ok", "aux"])), False)
         for platform in pc.unique(batch.column("platform")).to_pylist():

@@ -468,6 +468,30 @@ def _concat_udf(map_fn: Callable[[pa.Table], Iterable[pa.Table]]) -> Callable[[p
     return udf
 
 
+class TableGather:
+    """Tables held until their total ``measure`` (rows, say, or bytes) reaches ``bound``, then
+    taken as one: how a streaming writer turns many small pieces into few kernel calls."""
+
+    def __init__(self, bound: int, measure: Callable[[pa.Table], int]):
+        self.bound, self.measure = bound, measure
+        self._tables: List[pa.Table] = []
+        self._size = 0
+
+    def add(self, table: pa.Table) -> bool:
+        """Hold ``table``; whether the bound is reached (time to :meth:`take`)."""
+        self._tables.append(table)
+        self._size += self.measure(table)
+        return self._size >= self.bound
+
+    def take(self) -> Optional[pa.Table]:
+        """The held tables as one (None when none), and nothing held after."""
+        if not self._tables:
+            return None
+        out = self._tables[0] if len(self._tables) == 1 else pa.concat_tables(self._tables)
+        self._tables, self._size = [], 0
+        return out
+
+
 class _RunWriter:
     """A shuffle map task's output: rows added piece by piece, sorted by partition a run of
     about :data:`SHUFFLE_RUN_BYTES` at a time, each run's piece of each partition compressed at
@@ -477,25 +501,20 @@ class _RunWriter:
     def __init__(self, n: int, key: str, run_bytes: int = SHUFFLE_RUN_BYTES, by_value: bool = False):
         # by_value: ``key`` already holds each row's partition (0..n-1), not a key to hash
         self._part_udf = _value_part_udf(key) if by_value else _part_udf(n, key)
-        self._run_bytes = run_bytes
-        self._pending: List[pa.Table] = []
-        self._pending_bytes = 0
+        self._pending = TableGather(run_bytes, lambda t: t.nbytes)
         self._pieces: Dict[int, List[pa.Buffer]] = {}
         self._rows: Dict[int, int] = {}
 
     def add(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        self._pending.append(table)
-        self._pending_bytes += table.nbytes
-        if self._pending_bytes >= self._run_bytes:
+        if self._pending.add(table):
             self._flush()
 
     def _flush(self) -> None:
-        if not self._pending:
+        run = self._pending.take()
+        if run is None:
             return
-        run = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
-        self._pending, self._pending_bytes = [], 0
         run = self._part_udf(run)
         part = run.column("_part").to_numpy()
         order = np.argsort(part, kind="stable")
